@@ -1,0 +1,9 @@
+"""genreclf: music genre classification on GTZAN, one module per pipeline stage.
+
+Data flow: splits -> audio -> features/augment -> extract (cache) -> data -> train -> evaluate -> predict.
+"""
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+GENRES_8 = ("classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae")
+GENRES_10 = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")

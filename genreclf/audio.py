@@ -1,0 +1,77 @@
+"""Audio loading: any format soundfile reads (wav, flac, ogg, mp3, au), any rate, any channels.
+
+Every failure becomes an AudioError that names the file and the problem, so callers can skip the
+file, count it, and go on.
+"""
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+AUDIO_EXTS = (".wav", ".flac", ".ogg", ".mp3", ".au", ".aiff", ".aif")
+MAX_SECONDS = 3 * 3600  # refuse to decode more than 3 hours into memory at once
+
+
+class AudioError(Exception):
+    """A file that cannot be used as audio: missing, empty, corrupt, unsupported or silent."""
+
+
+def info(path):
+    """(sample_rate, frames, channels) without decoding; raises AudioError."""
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{path}: empty file (0 bytes)")
+    try:
+        i = sf.info(str(path))
+    except Exception as e:  # soundfile raises several types for bad headers
+        reason = "unsupported format" if path.suffix.lower() not in AUDIO_EXTS else "corrupt or unreadable"
+        raise AudioError(f"{path}: {reason} ({str(e).splitlines()[0][:120]})") from None
+    return i.samplerate, i.frames, i.channels
+
+
+def resample(wave, sr_in, sr_out):
+    """Resample (T,) float32 with soxr's HQ filter, as librosa.load does by default."""
+    if sr_in == sr_out:
+        return wave
+    import soxr
+
+    return soxr.resample(wave, sr_in, sr_out, quality="HQ").astype(np.float32)
+
+
+def load(path, sr, start=0.0, duration=None, allow_silent=False):
+    """Decode `path` to mono float32 at `sr` Hz: returns (T,).
+
+    Channels are averaged (like librosa.load(mono=True)) and the result is resampled with soxr HQ.
+    `start`/`duration` in seconds read only part of the file, which bounds memory on long files.
+    """
+    path = Path(path)
+    sr_in, frames, channels = info(path)
+    if frames / max(sr_in, 1) > MAX_SECONDS and duration is None:
+        raise AudioError(f"{path}: {frames / sr_in / 3600:.1f} h of audio is more than the {MAX_SECONDS // 3600} h limit")
+    first = int(start * sr_in)
+    count = -1 if duration is None else int(round(duration * sr_in))
+    try:
+        x, _ = sf.read(str(path), start=first, frames=count, dtype="float32", always_2d=True)
+    except Exception as e:
+        raise AudioError(f"{path}: corrupt or truncated audio ({str(e).splitlines()[0][:120]})") from None
+    if x.shape[0] == 0:
+        raise AudioError(f"{path}: contains no audio samples")
+    wave = x.mean(axis=1) if x.shape[1] > 1 else x[:, 0]
+    if not np.all(np.isfinite(wave)):
+        raise AudioError(f"{path}: contains NaN or infinite samples")
+    if not allow_silent and np.max(np.abs(wave)) < 1e-6:
+        raise AudioError(f"{path}: audio is silent")
+    return resample(np.ascontiguousarray(wave), sr_in, sr)
+
+
+def find_audio(paths):
+    """Expand files and directories (recursively) into a sorted list of audio files."""
+    found = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_EXTS)
+        else:
+            found.append(p)
+    return found

@@ -1,0 +1,88 @@
+"""Log-mel spectrograms in torch: librosa's numbers, several times faster.
+
+`log_mel` reproduces `librosa.power_to_db(librosa.feature.melspectrogram(...))` with librosa's
+defaults (periodic Hann window, centred frames with zero padding, power 2, Slaney mel filters,
+ref 1.0, amin 1e-10, top_db 80). The mel filterbank itself comes from librosa, computed once per
+spec; the STFT and matrix multiply run in torch (no numba on this path).
+"""
+from dataclasses import dataclass, field
+from contextlib import contextmanager
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class MelSpec:
+    """What a mel cache is made with; its hash names the cache folder."""
+    sr: int = field(default=22050, metadata={"help": "sample rate in Hz"})
+    n_fft: int = field(default=1024, metadata={"help": "FFT size"})
+    hop: int = field(default=512, metadata={"help": "hop length in samples"})
+    n_mels: int = field(default=128, metadata={"help": "mel bands"})
+    segment: float = field(default=4.0, metadata={"help": "segment length in seconds (a 30 s clip gives 7 of 4 s)"})
+
+    @property
+    def segment_frames(self):
+        return int(self.segment * self.sr / self.hop)
+
+    @property
+    def segment_samples(self):
+        return self.segment_frames * self.hop
+
+
+@lru_cache(maxsize=8)
+def _mel_basis(sr, n_fft, n_mels):
+    import librosa
+
+    return torch.from_numpy(librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels))  # (n_mels, n_fft//2+1)
+
+
+@lru_cache(maxsize=8)
+def _window(n_fft):
+    return torch.hann_window(n_fft, periodic=True)
+
+
+@contextmanager
+def _one_thread():
+    # torch's FFT on one clip is 3x slower with 2 threads than with 1 on this 2-core machine
+    # (thread start-up outweighs the work); parallelism comes from worker processes instead.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
+def log_mel(wave, spec: MelSpec, top_db=80.0):
+    """Log-mel in dB of a waveform already at `spec.sr`.
+
+    wave: (T,) or (B, T) numpy or torch float32 -> (n_mels, frames) or (B, n_mels, frames), numpy
+    float32, frames = 1 + T // hop. top_db clipping is per clip, as in librosa.
+    """
+    x = torch.as_tensor(np.asarray(wave, dtype=np.float32))
+    batched = x.ndim == 2
+    x = x if batched else x[None]
+    with _one_thread(), torch.no_grad():
+        stft = torch.stft(x, spec.n_fft, spec.hop, window=_window(spec.n_fft), center=True,
+                          pad_mode="constant", return_complex=True)  # (B, F, frames)
+        power = stft.real.square() + stft.imag.square()
+        mel = torch.matmul(_mel_basis(spec.sr, spec.n_fft, spec.n_mels), power)  # (B, n_mels, frames)
+        db = 10.0 * torch.log10(torch.clamp(mel, min=1e-10))
+        if top_db is not None:
+            peak = db.amax(dim=(1, 2), keepdim=True)
+            db = torch.maximum(db, peak - top_db)
+    out = db.numpy()
+    return out if batched else out[0]
+
+
+def segment(mel, frames):
+    """Cut (n_mels, F) into non-overlapping (n_seg, n_mels, frames), dropping the remainder.
+
+    Raises ValueError when F < frames: the clip is shorter than one segment.
+    """
+    n = mel.shape[1] // frames
+    if n == 0:
+        raise ValueError(f"{mel.shape[1]} frames is shorter than one {frames}-frame segment")
+    return np.ascontiguousarray(mel[:, : n * frames].reshape(mel.shape[0], n, frames).transpose(1, 0, 2))

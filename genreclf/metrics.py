@@ -1,0 +1,74 @@
+"""Segment- and clip-level evaluation. A clip's prediction is the mean of its segments' softmax."""
+import numpy as np
+import torch
+from sklearn.metrics import classification_report, confusion_matrix, f1_score
+
+from .data import batches
+
+
+@torch.no_grad()
+def predict_segments(model, fs, device, batch_size=64):
+    """Softmax probabilities (N, n_classes) and the mean cross-entropy over `fs`."""
+    model.eval()
+    probs, loss, n = [], 0.0, 0
+    for xs, y in batches(fs, batch_size):
+        logits = model(*[xs[k].to(device) for k in model.inputs])
+        loss += torch.nn.functional.cross_entropy(logits, y.to(device), reduction="sum").item()
+        probs.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+        n += len(y)
+    return np.concatenate(probs), loss / max(n, 1)
+
+
+def clip_probs(seg_probs, clip, n_clips):
+    """Mean of segment probabilities per clip: (N, C), (N,) -> (n_clips, C)."""
+    out = np.zeros((n_clips, seg_probs.shape[1]))
+    np.add.at(out, clip, seg_probs)
+    return out / np.bincount(clip, minlength=n_clips)[:, None]
+
+
+def clip_labels(fs):
+    labels = np.zeros(len(fs.clip_ids), dtype=np.int64)
+    labels[fs.clip] = fs.y
+    return labels
+
+
+def score(seg_probs, fs, genres):
+    """Accuracies, macro-F1, per-class report and confusion matrix (clip level)."""
+    cp = clip_probs(seg_probs, fs.clip, len(fs.clip_ids))
+    truth, pred = clip_labels(fs), cp.argmax(1)
+    labels = list(range(len(genres)))
+    return {
+        "segment_accuracy": float((seg_probs.argmax(1) == fs.y).mean()),
+        "clip_accuracy": float((pred == truth).mean()),
+        "macro_f1": float(f1_score(truth, pred, labels=labels, average="macro", zero_division=0)),
+        "per_class": classification_report(truth, pred, labels=labels, target_names=genres, output_dict=True,
+                                           zero_division=0),
+        "confusion_matrix": confusion_matrix(truth, pred, labels=labels).tolist(),
+        "n_clips": len(truth),
+        "n_segments": len(fs.y),
+    }
+
+
+def save_confusion(matrix, genres, path, title=""):
+    """Confusion matrix picture: rows are true genres, columns predictions."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .io import atomic_path
+
+    m = np.asarray(matrix)
+    fig, ax = plt.subplots(figsize=(1 + 0.6 * len(genres), 1 + 0.6 * len(genres)))
+    ax.imshow(m, cmap="Blues")
+    ax.set_xticks(range(len(genres)), genres, rotation=45, ha="right")
+    ax.set_yticks(range(len(genres)), genres)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    for i in range(len(genres)):
+        for j in range(len(genres)):
+            ax.text(j, i, m[i, j], ha="center", va="center", color="white" if m[i, j] > m.max() / 2 else "black")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)

@@ -1,0 +1,138 @@
+"""Fine-tuned torchvision VGG and ResNet on log-mel, and their fusion with musicnn embeddings.
+
+A log-mel segment is a 1-channel image while ImageNet stems take 3 channels. We replace the first
+convolution with a 1-channel one whose kernel is the sum of the pretrained RGB kernels: exactly what
+the pretrained net computes on the mel copied to all 3 channels, at a third of the stem's cost.
+A BatchNorm2d(1) in front maps dB values to roughly unit scale, as ImageNet normalisation would.
+"""
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+from .blocks import Head
+
+
+def _stem_and_head(net):
+    """(first conv's parent, its attribute name, the classifier's parent, its attribute name)."""
+    if isinstance(net, torchvision.models.ResNet):
+        return net, "conv1", net, "fc"
+    return net.features, "0", net.classifier, "6"  # VGG
+
+
+def _to_one_channel(conv):
+    new = nn.Conv2d(1, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, bias=conv.bias is not None)
+    with torch.no_grad():
+        new.weight.copy_(conv.weight.sum(dim=1, keepdim=True))
+        if conv.bias is not None:
+            new.bias.copy_(conv.bias)
+    return new
+
+
+class VisionNet(nn.Module):
+    """torchvision `arch` (vgg13/16/19, resnet18/34/50/101) over (B, n_mels, T) -> (B, n_classes)."""
+    inputs = ("mel",)
+
+    def __init__(self, arch, n_classes, input_shape):
+        super().__init__()
+        self.arch = arch
+        self.norm = nn.BatchNorm2d(1)
+        self.net = torchvision.models.get_model(arch, weights=None)
+        if not isinstance(self.net, torchvision.models.ResNet):
+            # VGG's 7x7 adaptive pool then a 25088-wide dense layer assumes 224x224 images; a 1x1
+            # pool keeps the classifier small for 128x172 mel segments.
+            self.net.avgpool = nn.AdaptiveAvgPool2d(1)
+            self.net.classifier[0] = nn.Linear(512, 4096)
+        self.n_classes = n_classes
+        self._adapt()
+
+    def _adapt(self):
+        stem_parent, stem, head_parent, head = _stem_and_head(self.net)
+        setattr(stem_parent, stem, _to_one_channel(getattr(stem_parent, stem)))
+        self.features_dim = getattr(head_parent, head).in_features
+        setattr(head_parent, head, nn.Linear(self.features_dim, self.n_classes))
+
+    def load_imagenet(self, state_dict):
+        """Load a torchvision ImageNet state dict (3-channel stem, 1000 classes), then re-adapt."""
+        net = torchvision.models.get_model(self.arch, weights=None)
+        net.load_state_dict(state_dict)
+        if not isinstance(net, torchvision.models.ResNet):
+            net.avgpool = nn.AdaptiveAvgPool2d(1)
+            # keep the pretrained first dense layer, averaged over the 7x7 positions it expected
+            w = net.classifier[0].weight.view(4096, 512, 49).mean(dim=2)
+            net.classifier[0] = nn.Linear(512, 4096)
+            with torch.no_grad():
+                net.classifier[0].weight.copy_(w * 49)  # x49: the 1x1 pool's value stands for 49 equal cells
+        self.net = net
+        self._adapt()
+
+    def head_module(self):
+        _, _, parent, name = _stem_and_head(self.net)
+        return getattr(parent, name)
+
+    def last_block(self):
+        return self.net.layer4 if isinstance(self.net, torchvision.models.ResNet) else self.net.features[-5:]
+
+    def forward(self, mel):                            # (B, n_mels, T)
+        return self.net(self.norm(mel.unsqueeze(1)))   # (B, n_classes)
+
+
+class VisionMusicnn(nn.Module):
+    """The seed's best configuration: a torchvision CNN over the mel segment, its pooled features
+    joined with the MSD-musicnn embedding of the same segment, then one dense classifier."""
+    inputs = ("mel", "musicnn")
+
+    def __init__(self, arch, n_classes, input_shape, dropout=0.3):
+        super().__init__()
+        self.cnn = VisionNet(arch, n_classes, input_shape)
+        self.emb_norm = nn.BatchNorm1d(input_shape["musicnn"][0])
+        d = self.cnn.features_dim + input_shape["musicnn"][0]
+        _, _, parent, name = _stem_and_head(self.cnn.net)
+        setattr(parent, name, nn.Identity())  # the CNN now returns its pooled features
+        self.head = Head(d, n_classes, dropout=dropout)
+
+    def load_imagenet(self, state_dict):
+        self.cnn.load_imagenet(state_dict)
+        _, _, parent, name = _stem_and_head(self.cnn.net)
+        setattr(parent, name, nn.Identity())
+
+    def head_module(self):
+        return self.head
+
+    def last_block(self):
+        return self.cnn.last_block()
+
+    def forward(self, mel, musicnn):                  # (B, n_mels, T), (B, D)
+        h = torch.cat([self.cnn(mel), self.emb_norm(musicnn)], dim=1)
+        return self.head(h)                           # (B, n_classes)
+
+
+def imagenet_state_dict(arch, weights_file=None):
+    """torchvision's ImageNet weights for `arch`: from `weights_file`, or downloaded once into
+    TORCH_HOME/hub/checkpoints. Offline, a UserError names the file and where to put it."""
+    from genreclf.errors import UserError
+
+    if weights_file:
+        if not Path(weights_file).exists():
+            raise UserError(f"weights file {weights_file} does not exist")
+        return torch.load(weights_file, map_location="cpu", weights_only=True)
+    weights = torchvision.models.get_model_weights(arch).DEFAULT
+    target = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    try:
+        return weights.get_state_dict(progress=True)
+    except Exception as e:  # URLError, socket errors, HTTP errors: all mean "could not fetch"
+        raise UserError(f"cannot download ImageNet weights {Path(weights.url).name} ({type(e).__name__}); "
+                        f"download {weights.url} elsewhere and put it at {target}, or pass --weights FILE") from None
+
+
+def freeze(model, mode):
+    """What fine-tuning trains: 'none' everything, 'last' the last block and head, 'head' the head."""
+    if mode == "none":
+        return
+    for p in model.parameters():
+        p.requires_grad = False
+    trainable = [model.head_module()] + ([model.last_block()] if mode == "last" else [])
+    for m in trainable:
+        for p in m.parameters():
+            p.requires_grad = True
