@@ -55,6 +55,18 @@ def _one_thread():
         torch.set_num_threads(n)
 
 
+def mel_power(wave, sr, n_fft, hop, n_mels):
+    """Mel power spectrogram, as librosa.feature.melspectrogram with these parameters.
+
+    wave: (B, T) float32 tensor -> (B, n_mels, 1 + T // hop) float32 tensor.
+    """
+    with _one_thread(), torch.no_grad():
+        stft = torch.stft(wave, n_fft, hop, window=_window(n_fft), center=True,
+                          pad_mode="constant", return_complex=True)  # (B, n_fft // 2 + 1, frames)
+        power = stft.real.square() + stft.imag.square()
+        return torch.matmul(_mel_basis(sr, n_fft, n_mels), power)
+
+
 def log_mel(wave, spec: MelSpec, top_db=80.0):
     """Log-mel in dB of a waveform already at `spec.sr`.
 
@@ -64,11 +76,8 @@ def log_mel(wave, spec: MelSpec, top_db=80.0):
     x = torch.as_tensor(np.asarray(wave, dtype=np.float32))
     batched = x.ndim == 2
     x = x if batched else x[None]
-    with _one_thread(), torch.no_grad():
-        stft = torch.stft(x, spec.n_fft, spec.hop, window=_window(spec.n_fft), center=True,
-                          pad_mode="constant", return_complex=True)  # (B, F, frames)
-        power = stft.real.square() + stft.imag.square()
-        mel = torch.matmul(_mel_basis(spec.sr, spec.n_fft, spec.n_mels), power)  # (B, n_mels, frames)
+    mel = mel_power(x, spec.sr, spec.n_fft, spec.hop, spec.n_mels)  # (B, n_mels, frames)
+    with _one_thread():
         db = 10.0 * torch.log10(torch.clamp(mel, min=1e-10))
         if top_db is not None:
             peak = db.amax(dim=(1, 2), keepdim=True)

@@ -1,0 +1,167 @@
+"""musicnn (Pons & Serra, 2019) in pure PyTorch, with the original pretrained weights.
+
+"musicnn: pre-trained convolutional neural networks for music audio tagging", ISMIR 2019 LBD.
+The weights are the TF1 checkpoints inside the `musicnn` 0.1.0 wheel (install it with --no-deps);
+we read them with genreclf.tfbundle and never import TensorFlow. The architecture follows
+musicnn/models.py; the notes below are the details that matter to match it numerically.
+
+musicnn is Copyright (c) 2019 Music Technology Group, Universitat Pompeu Fabra, code by Jordi Pons,
+under the ISC license: "Permission to use, copy, modify, and/or distribute this software for any
+purpose with or without fee is hereby granted, provided that the above copyright notice and this
+permission notice appear in all copies." (THE SOFTWARE IS PROVIDED "AS IS" ...; see its LICENSE.md.)
+"""
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import UserError
+from .features import mel_power
+
+SR, N_FFT, HOP, N_MELS, PATCH = 16000, 512, 256, 96, 187  # 187 frames: about 3 s
+MODELS = ("MSD_musicnn", "MTT_musicnn")
+LAYERS = ("max_pool", "mean_pool", "penultimate", "taggram")
+EPS = 1e-3  # TF1 batch_normalization's epsilon (PyTorch's default 1e-5 gives errors up to 16)
+
+
+class ConvBN(nn.Module):
+    """TF order: conv -> ReLU -> batch-norm (not conv -> BN -> ReLU)."""
+
+    def __init__(self, conv, channels):
+        super().__init__()
+        self.conv = conv
+        self.bn = (nn.BatchNorm2d if isinstance(conv, nn.Conv2d) else nn.BatchNorm1d)(channels, eps=EPS)
+
+    def forward(self, x):
+        return self.bn(F.relu(self.conv(x)))
+
+
+class Musicnn(nn.Module):
+    """patches (B, 187, 96) log-compressed mel -> dict of
+    logits (B, 50), penultimate (B, 200), mean_pool (B, 753), max_pool (B, 753)."""
+
+    def __init__(self, n_tags=50, n_mels=N_MELS, timbral=204, temporal=51, midend=64, backend=200):
+        super().__init__()
+        self.input_bn = nn.BatchNorm2d(1, eps=EPS)  # the whole input normalised as one channel
+        # timbral: kernels of 7 frames x 40% and 70% of the mel bands
+        self.timbral = nn.ModuleList(ConvBN(nn.Conv2d(1, timbral, (7, int(f * n_mels))), timbral) for f in (0.4, 0.7))
+        # temporal: 128, 64 and 32 frames x 1 band
+        self.temporal = nn.ModuleList(ConvBN(nn.Conv2d(1, temporal, (k, 1)), temporal) for k in (128, 64, 32))
+        front = 2 * timbral + 3 * temporal  # 561
+        self.midend = nn.ModuleList(ConvBN(nn.Conv1d(c, midend, 7), midend) for c in (front, midend, midend))
+        pooled = front + 3 * midend  # 753
+        self.pool_bn = nn.BatchNorm1d(2 * pooled, eps=EPS)
+        self.dense = nn.Linear(2 * pooled, backend)
+        self.dense_bn = nn.BatchNorm1d(backend, eps=EPS)
+        self.out = nn.Linear(backend, n_tags)
+
+    def forward(self, x):                                       # (B, T, 96)
+        x = self.input_bn(x.unsqueeze(1))                       # (B, 1, T, 96)
+        front = []
+        for block in self.timbral:   # zero-pad time 3/3, 'valid' in frequency, max over what is left
+            front.append(block(F.pad(x, (0, 0, 3, 3))).amax(dim=3))         # (B, 204, T)
+        for block in self.temporal:  # TF 'same' padding: the odd extra frame goes at the end
+            k = block.conv.kernel_size[0]
+            front.append(block(F.pad(x, (0, 0, (k - 1) // 2, k // 2))).amax(dim=3))  # (B, 51, T)
+        front = torch.cat(front, dim=1)                         # (B, 561, T)
+        c1 = self.midend[0](F.pad(front, (3, 3)))               # (B, 64, T)
+        c2 = self.midend[1](F.pad(c1, (3, 3))) + c1             # residuals are added after the BN
+        c3 = self.midend[2](F.pad(c2, (3, 3))) + c2
+        feats = torch.cat([front, c1, c2, c3], dim=1)           # (B, 753, T)
+        max_pool, mean_pool = feats.amax(dim=2), feats.mean(dim=2)
+        flat = torch.stack([max_pool, mean_pool], dim=2).flatten(1)  # interleaved: max0, mean0, max1, ...
+        penultimate = self.dense_bn(F.relu(self.dense(self.pool_bn(flat))))
+        return {"logits": self.out(penultimate), "penultimate": penultimate, "mean_pool": mean_pool, "max_pool": max_pool}
+
+
+def weights_dir(name):
+    """Folder of the installed musicnn package's checkpoint `name`, found without importing it."""
+    if name not in MODELS:
+        raise UserError(f"unknown musicnn model {name!r}; choose {' or '.join(MODELS)}")
+    spec = importlib.util.find_spec("musicnn")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("the musicnn package is not installed: pip install --no-deps musicnn==0.1.0 (weights only)")
+    folder = Path(list(spec.submodule_search_locations)[0]) / name
+    if not (folder / ".index").exists():
+        raise UserError(f"musicnn weights {folder}/.index are missing: reinstall with pip install --no-deps musicnn==0.1.0")
+    return folder
+
+
+def tag_names(name):
+    """The 50 tags of `name`, read as text from musicnn/configuration.py (plain constants)."""
+    import ast
+
+    src = (weights_dir(name).parent / "configuration.py").read_text()
+    target = name.split("_")[0] + "_LABELS"
+    for node in ast.parse(src).body:
+        if isinstance(node, ast.Assign) and node.targets[0].id == target:
+            return list(ast.literal_eval(node.value))
+    raise UserError(f"no {target} in {weights_dir(name).parent}/configuration.py")
+
+
+def _convert(tf):
+    """TF variable names and layouts -> our state_dict. Layers are numbered in creation order."""
+    def conv2d(i):   # HWIO -> OIHW
+        return {"weight": torch.from_numpy(tf[f"conv2d{i}/kernel"]).permute(3, 2, 0, 1), "bias": torch.from_numpy(tf[f"conv2d{i}/bias"])}
+
+    def conv1d(i):   # (7, C, 1, O) over (time, channels) -> (O, C, 7)
+        return {"weight": torch.from_numpy(tf[f"conv2d{i}/kernel"][:, :, 0, :]).permute(2, 1, 0), "bias": torch.from_numpy(tf[f"conv2d{i}/bias"])}
+
+    def bn(i):
+        p = f"batch_normalization{i}/"
+        return {"weight": tf[p + "gamma"], "bias": tf[p + "beta"], "running_mean": tf[p + "moving_mean"], "running_var": tf[p + "moving_variance"]}
+
+    def suffix(n):
+        return "" if n == 0 else f"_{n}"
+
+    modules = {"input_bn": bn(suffix(0)), "pool_bn": bn(suffix(9)), "dense_bn": bn(suffix(10)),
+               "dense": {"weight": tf["dense/kernel"].T, "bias": tf["dense/bias"]},
+               "out": {"weight": tf["dense_1/kernel"].T, "bias": tf["dense_1/bias"]}}
+    blocks = [f"timbral.{i}" for i in range(2)] + [f"temporal.{i}" for i in range(3)] + [f"midend.{i}" for i in range(3)]
+    for n, block in enumerate(blocks):
+        modules[block + ".conv"] = (conv1d if block.startswith("midend") else conv2d)(suffix(n))
+        modules[block + ".bn"] = bn(suffix(n + 1))
+    return {f"{m}.{k}": torch.as_tensor(np.ascontiguousarray(v)) for m, params in modules.items() for k, v in params.items()}
+
+
+def load(name="MSD_musicnn"):
+    """Musicnn with the pretrained weights `name`, in eval mode, with `.tags` (50 names)."""
+    from .tfbundle import read_bundle
+
+    model = Musicnn()
+    model.load_state_dict(_convert(read_bundle(str(weights_dir(name)) + "/")))
+    model.tags = tag_names(name)
+    model.name = name
+    return model.eval()
+
+
+def preprocess(wave):
+    """musicnn's input from mono 16 kHz audio (T,): patches (P, 187, 96) float32.
+
+    As musicnn 0.1.0: mel power (n_fft 512, hop 256, 96 bands), cast to float16, then
+    log10(10000 x + 1) computed in float32 (float16 arithmetic would overflow to inf on loud
+    audio). Non-overlapping patches; the last partial patch is dropped. Audio shorter than one
+    patch is repeat-padded to 187 frames, the padding musicnn was trained with ("repeat-pad" in
+    its config.json), where the original would crash.
+    """
+    mel = mel_power(torch.as_tensor(np.asarray(wave, dtype=np.float32))[None], SR, N_FFT, HOP, N_MELS)[0].T.numpy()
+    rep = np.log10(10000 * mel.astype(np.float16).astype(np.float32) + 1)  # (frames, 96)
+    if len(rep) < PATCH:
+        rep = np.resize(rep, (PATCH, N_MELS))  # np.resize repeats the rows cyclically
+    n = len(rep) // PATCH
+    return np.ascontiguousarray(rep[: n * PATCH].reshape(n, PATCH, N_MELS))
+
+
+@torch.no_grad()
+def run(model, patches, device="cpu", batch=64):
+    """Outputs for (P, 187, 96) patches in batches of `batch` (bounded memory for long files):
+    {taggram (P, 50) sigmoid, penultimate (P, 200), mean_pool (P, 753), max_pool (P, 753)}."""
+    outs = []
+    for i in range(0, len(patches), batch):
+        o = model(torch.as_tensor(patches[i:i + batch], device=device))
+        o["taggram"] = torch.sigmoid(o.pop("logits"))
+        outs.append({k: v.float().cpu().numpy() for k, v in o.items()})
+    return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
