@@ -23,8 +23,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_path_flags(p)
     add_flags(p, TrainConfig)
-    for spec_cls in {f.Spec for f in FEATURIZERS.values()}:
-        add_flags(p, spec_cls)
+    for featurizer in FEATURIZERS.values():
+        add_flags(p, featurizer.Spec)
     p.add_argument("--out", default=None, help="run folder (default: runs/<model>-<time>)")
     p.add_argument("--do_train", "--do-train", action="store_true", help="train (the default when --do_test is not given)")
     p.add_argument("--do_test", "--do-test", action="store_true", help="score the run's best.pt on the test split")

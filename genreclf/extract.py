@@ -3,6 +3,7 @@
     WORK/cache/<name>-<hash>/
         spec.json                       the featurizer's parameters (hashed into the folder name)
         clips/<genre>/<stem>.<version>.npy   (n_segments, ...) float32, one file per clip and copy
+        clips/<genre>/<stem>.<version>.clip.npy   clip-level extras (musicnn's clip embedding)
         index.json                      per split: clip ids, genres, the copies that exist; skipped files
 
 Each clip file is written atomically, so a killed run leaves only whole files and a rerun skips
@@ -10,11 +11,13 @@ them. index.json is written last; the training loader reads only what it lists.
 """
 import os
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
-from . import audio, augment
+from . import audio, augment, musicnn
 from .config import digest
 from .errors import UserError
 from .config import from_args
@@ -40,10 +43,54 @@ class MelFeatures:
         return {"features": self.name, **vars(self.spec)}
 
     def __call__(self, wave):
-        return segment(log_mel(wave, self.spec), self.spec.segment_frames)
+        return {"segments": segment(log_mel(wave, self.spec), self.spec.segment_frames)}
 
 
-FEATURIZERS = {"mel": MelFeatures}
+@dataclass(frozen=True)
+class MusicnnSpec:
+    musicnn_model: str = field(default="MSD_musicnn", metadata={"help": "pretrained musicnn", "choices": list(musicnn.MODELS)})
+    layer: str = field(default="max_pool", metadata={"help": "embedding layer", "choices": list(musicnn.LAYERS)})
+
+
+class MusicnnFeatures:
+    """musicnn embeddings on the mel cache's segment grid, so that fusion models pair each mel
+    segment with the embedding of the same seconds: wave (T,) at 16 kHz ->
+    segments (n_segments, D): mean of the 3 s patches centred in each segment, and
+    clip (D,): mean of all the clip's patches."""
+    name = "musicnn"
+    Spec = MusicnnSpec
+
+    @classmethod
+    def from_args(cls, args):
+        return cls(from_args(MusicnnSpec, args), from_args(MelSpec, args))
+
+    def __init__(self, spec, mel):
+        self.spec, self.mel, self.sr = spec, mel, musicnn.SR
+        self._model = None  # loaded on first use, once per worker process
+
+    def key(self):
+        grid = {"sr": self.mel.sr, "hop": self.mel.hop, "segment": self.mel.segment}
+        return {"features": self.name, **vars(self.spec), "segment_grid": grid}
+
+    def __getstate__(self):  # workers load their own copy of the weights
+        return {**self.__dict__, "_model": None}
+
+    def __call__(self, wave):
+        if self._model is None:
+            self._model = musicnn.load(self.spec.musicnn_model)
+        emb = musicnn.embed(self._model, wave, self.spec.layer)  # (P, D)
+        seg_s = self.mel.segment_frames * self.mel.hop / self.mel.sr
+        n_seg = (1 + round(len(wave) / self.sr * self.mel.sr) // self.mel.hop) // self.mel.segment_frames
+        if n_seg == 0:
+            raise ValueError(f"{len(wave) / self.sr:.2f} s is shorter than one {seg_s:.2f} s segment")
+        centers = musicnn.patch_centers(len(emb))
+        owner = np.minimum((centers // seg_s).astype(int), n_seg - 1)
+        segs = np.stack([emb[owner == k].mean(0) if (owner == k).any()
+                         else emb[np.abs(centers - (k + 0.5) * seg_s).argmin()] for k in range(n_seg)])
+        return {"segments": segs.astype(np.float32), "clip": emb.mean(0).astype(np.float32)}
+
+
+FEATURIZERS = {"mel": MelFeatures, "musicnn": MusicnnFeatures}
 
 
 def cache_dir(cache_root, feat):
@@ -57,7 +104,10 @@ def clip_file(cache, cid, version):
 _STATE = {}  # per worker process: what every job needs, sent once through the pool initializer
 
 
-def _init(feat, aug, wav_dir, cache):
+def _init(feat, aug, wav_dir, cache, threads=None):
+    if threads:  # one torch thread per worker process: N processes x N threads would oversubscribe
+        import torch
+        torch.set_num_threads(threads)
     _STATE.update(feat=feat, aug=aug, wav_dir=Path(wav_dir), cache=Path(cache))
 
 
@@ -71,7 +121,11 @@ def _work(job):
         for v in versions:
             kind = v.split("-")[0]
             w = wave if v == "orig" else augment.apply(wave, s["feat"].sr, kind, s["aug"], cid)
-            save_npy(clip_file(s["cache"], cid, v), s["feat"](w))
+            out = s["feat"](w)
+            for name, array in out.items():  # extras first: the segments file marks the copy done
+                if name != "segments":
+                    save_npy(clip_file(s["cache"], cid, f"{v}.{name}"), array)
+            save_npy(clip_file(s["cache"], cid, v), out["segments"])
     except audio.AudioError as e:
         return rel, str(e)
     except ValueError as e:  # too short for one segment
@@ -95,7 +149,7 @@ def extract(data_dir, split_dir, cache_root, feat, aug, workers=1):
     args = (feat, aug, Path(data_dir) / "wav", cache)
     errors = {}
     if workers > 1 and len(todo) > 1:
-        with ProcessPoolExecutor(workers, initializer=_init, initargs=args) as pool:
+        with ProcessPoolExecutor(workers, initializer=_init, initargs=args + (1,)) as pool:
             results = pool.map(_work, todo, chunksize=1)
             for rel, err in tqdm(results, total=len(todo), desc=f"{feat.name} features", unit="clip"):
                 errors[rel] = err

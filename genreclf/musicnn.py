@@ -38,6 +38,24 @@ class ConvBN(nn.Module):
     def forward(self, x):
         return self.bn(F.relu(self.conv(x)))
 
+    def pooled(self, x):
+        """forward(x).amax(dim=3) for the front end, (B, 1, T, F) -> (B, C, T), cheaper in eval mode.
+
+        ReLU and an eval-mode BN are monotonic per channel, so the max over frequency can be
+        taken on the conv output first (a min where the BN scale is negative): ReLU and BN then
+        run on 1/F of the values. Exact, and 2x faster for the whole network on CPU.
+        """
+        if self.training:  # BN would use batch statistics over all frequencies
+            return self.forward(x).amax(dim=3)
+        z = self.conv(x)
+        negative = (self.bn.weight < 0).nonzero()[:, 0]  # the scale's sign is gamma's: sqrt(var + eps) > 0
+        pooled = z.amax(dim=3)
+        if len(negative):
+            pooled[:, negative] = z[:, negative].amin(dim=3)
+        z = pooled
+        bn = self.bn
+        return F.batch_norm(F.relu(z), bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+
 
 class Musicnn(nn.Module):
     """patches (B, 187, 96) log-compressed mel -> dict of
@@ -62,10 +80,10 @@ class Musicnn(nn.Module):
         x = self.input_bn(x.unsqueeze(1))                       # (B, 1, T, 96)
         front = []
         for block in self.timbral:   # zero-pad time 3/3, 'valid' in frequency, max over what is left
-            front.append(block(F.pad(x, (0, 0, 3, 3))).amax(dim=3))         # (B, 204, T)
+            front.append(block.pooled(F.pad(x, (0, 0, 3, 3))))               # (B, 204, T)
         for block in self.temporal:  # TF 'same' padding: the odd extra frame goes at the end
             k = block.conv.kernel_size[0]
-            front.append(block(F.pad(x, (0, 0, (k - 1) // 2, k // 2))).amax(dim=3))  # (B, 51, T)
+            front.append(block.pooled(F.pad(x, (0, 0, (k - 1) // 2, k // 2))))     # (B, 51, T)
         front = torch.cat(front, dim=1)                         # (B, 561, T)
         c1 = self.midend[0](F.pad(front, (3, 3)))               # (B, 64, T)
         c2 = self.midend[1](F.pad(c1, (3, 3))) + c1             # residuals are added after the BN
@@ -143,12 +161,14 @@ def preprocess(wave):
 
     As musicnn 0.1.0: mel power (n_fft 512, hop 256, 96 bands), cast to float16, then
     log10(10000 x + 1) computed in float32 (float16 arithmetic would overflow to inf on loud
-    audio). Non-overlapping patches; the last partial patch is dropped. Audio shorter than one
+    audio). Powers above float16's largest value (65504) are clamped there first, where the
+    original gives inf and then NaN. Non-overlapping patches; the last partial patch is dropped. Audio shorter than one
     patch is repeat-padded to 187 frames, the padding musicnn was trained with ("repeat-pad" in
     its config.json), where the original would crash.
     """
     mel = mel_power(torch.as_tensor(np.asarray(wave, dtype=np.float32))[None], SR, N_FFT, HOP, N_MELS)[0].T.numpy()
-    rep = np.log10(10000 * mel.astype(np.float16).astype(np.float32) + 1)  # (frames, 96)
+    mel = np.minimum(mel, np.finfo(np.float16).max).astype(np.float16).astype(np.float32)
+    rep = np.log10(10000 * mel + 1)  # (frames, 96)
     if len(rep) < PATCH:
         rep = np.resize(rep, (PATCH, N_MELS))  # np.resize repeats the rows cyclically
     n = len(rep) // PATCH
@@ -165,3 +185,13 @@ def run(model, patches, device="cpu", batch=64):
         o["taggram"] = torch.sigmoid(o.pop("logits"))
         outs.append({k: v.float().cpu().numpy() for k, v in o.items()})
     return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+
+
+def embed(model, wave, layer, device="cpu"):
+    """{layer}: per-patch outputs (P, D) of mono 16 kHz audio, in bounded-memory batches."""
+    return run(model, preprocess(wave), device)[layer]
+
+
+def patch_centers(n_patches):
+    """Centre time in seconds of each 187-frame patch."""
+    return (np.arange(n_patches) + 0.5) * PATCH * HOP / SR
