@@ -32,8 +32,8 @@ def read_index(cache):
 
 
 def genres_of(cache):
-    """Sorted genres of the training split: the label order of every model trained on this cache."""
-    return sorted({c["genre"] for c in read_index(cache)["splits"]["train"]})
+    """Sorted genres of all splits: the label order of every model trained on this cache."""
+    return sorted({c["genre"] for clips in read_index(cache)["splits"].values() for c in clips})
 
 
 def split_ids(cache):

@@ -1,0 +1,52 @@
+"""Shared fixtures. Real-data tests read ../shared/data and skip cleanly when it is absent."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared" / "data"
+MINI = SHARED / "gtzan_mini"
+GENRES3 = "classical,metal,reggae"
+
+needs_shared = pytest.mark.skipif(not MINI.is_dir(), reason="../shared/data is absent")
+
+
+def run_script(*args, cwd=REPO, timeout=600):
+    """Run a top-level script with this Python; returns CompletedProcess (text)."""
+    return subprocess.run([sys.executable, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def sine(freq, seconds, sr, amp=0.5):
+    t = np.arange(int(seconds * sr)) / sr
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+@pytest.fixture
+def wav_factory(tmp_path):
+    """Write audio files the tests generate: make(name, wave, sr) -> path."""
+    def make(name, wave, sr=22050, **kw):
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, wave, sr, **kw)
+        return path
+    return make
+
+
+@pytest.fixture(scope="session")
+def mini3(tmp_path_factory):
+    """gtzan_mini, 3 genres, split 4/1/2 per genre, with mel and musicnn caches (no augmentation).
+    Returns the work dir. Built once per test session through the scripts themselves."""
+    if not MINI.is_dir():
+        pytest.skip("../shared/data is absent")
+    work = tmp_path_factory.mktemp("mini3")
+    common = ["--data-dir", MINI, "--work-dir", work]
+    for cmd in (["split_data.py", *common, "--split", "random", "--genres", GENRES3, "--val-per-class", 1, "--test-per-class", 2],
+                ["dataset.py", *common, "--workers", 2],
+                ["dataset.py", *common, "--workers", 2, "--features", "musicnn"]):
+        r = run_script(*cmd)
+        assert r.returncode == 0, r.stderr
+    return work

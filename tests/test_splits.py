@@ -1,0 +1,81 @@
+from collections import Counter
+
+import pytest
+
+from genreclf import GENRES_8, GENRES_10
+from genreclf.errors import UserError
+from genreclf.splits import LISTS, genre_of, load_split, make_split, read_list, write_split
+
+
+@pytest.fixture
+def full_gtzan(tmp_path):
+    """A data dir with every listed clip as an (empty) file: splits only look at names."""
+    names = set(read_list(LISTS / "train.txt") + read_list(LISTS / "test.txt"))
+    for part in ("train", "valid", "test"):
+        names |= set(read_list(LISTS / "fault_filtered" / f"{part}_filtered.txt"))
+    for n in names:
+        p = tmp_path / "wav" / n
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.touch()
+    return tmp_path
+
+
+def test_course_split_counts_and_disjoint(full_gtzan):
+    parts, missing = make_split(full_gtzan, "course", val_per_class=5, seed=0)
+    assert missing == 0
+    assert (len(parts["train"]), len(parts["val"]), len(parts["test"])) == (540, 40, 150)
+    assert Counter(genre_of(p) for p in parts["val"]) == {g: 5 for g in GENRES_8}
+    sets = [set(parts[k]) for k in ("train", "val", "test")]
+    assert not (sets[0] & sets[1] or sets[0] & sets[2] or sets[1] & sets[2])
+
+
+def test_course_split_deterministic_and_seeded(full_gtzan):
+    a, _ = make_split(full_gtzan, "course", seed=3)
+    b, _ = make_split(full_gtzan, "course", seed=3)
+    c, _ = make_split(full_gtzan, "course", seed=4)
+    assert a == b
+    assert a["val"] != c["val"] and a["test"] == c["test"]
+
+
+def test_rerun_in_place_pools_train_and_val(full_gtzan, tmp_path_factory):
+    """Writing the output over the lists it came from must not shrink train on every rerun."""
+    lists = tmp_path_factory.mktemp("lists")
+    (lists / "train.txt").write_text((LISTS / "train.txt").read_text())
+    (lists / "test.txt").write_text((LISTS / "test.txt").read_text())
+    first, _ = make_split(full_gtzan, "course", seed=0, lists=lists)
+    write_split(first, lists, {})
+    again, _ = make_split(full_gtzan, "course", seed=0, lists=lists)
+    assert again == first
+
+
+def test_fault_filtered(full_gtzan):
+    parts, missing = make_split(full_gtzan, "fault-filtered")
+    assert missing == 0
+    assert (len(parts["train"]), len(parts["val"]), len(parts["test"])) == (443, 197, 290)
+    assert {genre_of(p) for p in parts["test"]} == set(GENRES_10)
+
+
+def test_missing_files_are_counted_and_skipped(full_gtzan):
+    (full_gtzan / "wav" / "jazz" / "jazz.00054.wav").unlink()
+    parts, missing = make_split(full_gtzan, "course")
+    assert missing == 1
+    assert "jazz/jazz.00054.wav" not in parts["train"] + parts["val"]
+
+
+def test_random_split_stratified(full_gtzan, tmp_path):
+    parts, _ = make_split(full_gtzan, "random", genres=list(GENRES_8), val_per_class=5, test_per_class=10, seed=1)
+    for name, n in (("val", 5), ("test", 10)):
+        assert Counter(genre_of(p) for p in parts[name]) == {g: n for g in GENRES_8}
+    assert not set(parts["train"]) & set(parts["test"])
+    write_split(parts, tmp_path / "out", {"seed": 1})
+    assert load_split(tmp_path / "out") == parts
+
+
+def test_bad_inputs(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        make_split(tmp_path / "nope", "random")
+    (tmp_path / "wav" / "jazz").mkdir(parents=True)
+    with pytest.raises(UserError, match="no audio files"):
+        make_split(tmp_path, "random", genres=["jazz"])
+    with pytest.raises(UserError, match="unknown split"):
+        make_split(tmp_path, "bogus")
