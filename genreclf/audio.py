@@ -3,6 +3,9 @@
 Every failure becomes an AudioError that names the file and the problem, so callers can skip the
 file, count it, and go on.
 """
+import os
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +19,27 @@ class AudioError(Exception):
     """A file that cannot be used as audio: missing, empty, corrupt, unsupported or silent."""
 
 
+@contextmanager
+def _quiet_stderr():
+    """Silence the decoders' own C-level chatter on fd 2 (libmpg123 prints "Note: Illegal
+    Audio-MPEG-Header" lines for a bad MP3); our AudioError says what went wrong instead."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _reason(e):
+    """libsndfile's first line, unless it misleads (it says "does not exist" for a bad MP3)."""
+    text = str(e).splitlines()[0] if str(e) else type(e).__name__
+    return "" if "does not exist" in text else f" ({text[:120]})"
+
+
 def info(path):
     """(sample_rate, frames, channels) without decoding; raises AudioError."""
     path = Path(path)
@@ -24,10 +48,12 @@ def info(path):
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: empty file (0 bytes)")
     try:
-        i = sf.info(str(path))
+        with _quiet_stderr():
+            i = sf.info(str(path))
     except Exception as e:  # soundfile raises several types for bad headers
-        reason = "unsupported format" if path.suffix.lower() not in AUDIO_EXTS else "corrupt or unreadable"
-        raise AudioError(f"{path}: {reason} ({str(e).splitlines()[0][:120]})") from None
+        if path.suffix.lower() not in AUDIO_EXTS:
+            raise AudioError(f"{path}: unsupported format (readable: {', '.join(AUDIO_EXTS)})") from None
+        raise AudioError(f"{path}: corrupt or unreadable audio{_reason(e)}") from None
     return i.samplerate, i.frames, i.channels
 
 
@@ -53,9 +79,10 @@ def load(path, sr, start=0.0, duration=None, allow_silent=False):
     first = int(start * sr_in)
     count = -1 if duration is None else int(round(duration * sr_in))
     try:
-        x, _ = sf.read(str(path), start=first, frames=count, dtype="float32", always_2d=True)
+        with _quiet_stderr():
+            x, _ = sf.read(str(path), start=first, frames=count, dtype="float32", always_2d=True)
     except Exception as e:
-        raise AudioError(f"{path}: corrupt or truncated audio ({str(e).splitlines()[0][:120]})") from None
+        raise AudioError(f"{path}: corrupt or truncated audio{_reason(e)}") from None
     if x.shape[0] == 0:
         raise AudioError(f"{path}: contains no audio samples")
     wave = x.mean(axis=1) if x.shape[1] > 1 else x[:, 0]

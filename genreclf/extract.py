@@ -35,12 +35,21 @@ class MelFeatures:
     def from_args(cls, args):
         return cls(from_args(MelSpec, args))
 
+    @classmethod
+    def from_key(cls, key):
+        """Rebuild from key(): what a checkpoint stores."""
+        return cls(MelSpec(**{k: v for k, v in key.items() if k != "features"}))
+
     def __init__(self, spec):
         self.spec = spec
         self.sr = spec.sr
 
     def key(self):
         return {"features": self.name, **vars(self.spec)}
+
+    @property
+    def segment_seconds(self):
+        return self.spec.segment_samples / self.spec.sr
 
     def __call__(self, wave):
         return {"segments": segment(log_mel(wave, self.spec), self.spec.segment_frames)}
@@ -64,9 +73,18 @@ class MusicnnFeatures:
     def from_args(cls, args):
         return cls(from_args(MusicnnSpec, args), from_args(MelSpec, args))
 
+    @classmethod
+    def from_key(cls, key):
+        spec = MusicnnSpec(musicnn_model=key["musicnn_model"], layer=key["layer"])
+        return cls(spec, MelSpec(**key["segment_grid"]))
+
     def __init__(self, spec, mel):
         self.spec, self.mel, self.sr = spec, mel, musicnn.SR
         self._model = None  # loaded on first use, once per worker process
+
+    @property
+    def segment_seconds(self):
+        return self.mel.segment_samples / self.mel.sr
 
     def key(self):
         grid = {"sr": self.mel.sr, "hop": self.mel.hop, "segment": self.mel.segment}
@@ -79,7 +97,7 @@ class MusicnnFeatures:
         if self._model is None:
             self._model = musicnn.load(self.spec.musicnn_model)
         emb = musicnn.embed(self._model, wave, self.spec.layer)  # (P, D)
-        seg_s = self.mel.segment_frames * self.mel.hop / self.mel.sr
+        seg_s = self.segment_seconds
         n_seg = (1 + round(len(wave) / self.sr * self.mel.sr) // self.mel.hop) // self.mel.segment_frames
         if n_seg == 0:
             raise ValueError(f"{len(wave) / self.sr:.2f} s is shorter than one {seg_s:.2f} s segment")

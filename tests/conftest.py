@@ -17,7 +17,8 @@ needs_shared = pytest.mark.skipif(not MINI.is_dir(), reason="../shared/data is a
 
 def run_script(*args, cwd=REPO, timeout=600):
     """Run a top-level script with this Python; returns CompletedProcess (text)."""
-    return subprocess.run([sys.executable, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    script, *rest = args
+    return subprocess.run([sys.executable, str(REPO / script), *map(str, rest)], cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
 def sine(freq, seconds, sr, amp=0.5):
@@ -50,3 +51,12 @@ def mini3(tmp_path_factory):
         r = run_script(*cmd)
         assert r.returncode == 0, r.stderr
     return work
+
+
+@pytest.fixture(scope="session")
+def trained_run(mini3, tmp_path_factory):
+    """A baseline trained for one epoch on mini3: run dir with best.pt."""
+    run = tmp_path_factory.mktemp("run") / "baseline"
+    r = run_script("main.py", "--data-dir", MINI, "--work-dir", mini3, "--model", "baseline", "--epochs", 1, "--out", run)
+    assert r.returncode == 0, r.stderr
+    return run

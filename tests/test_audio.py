@@ -17,6 +17,7 @@ def test_stereo_is_averaged_and_resampled(wav_factory):
     ("missing.wav", None, "no such file"),
     ("empty.wav", b"", "empty file"),
     ("bad.wav", b"RIFF" + bytes(200), "corrupt or unreadable"),
+    ("bad.mp3", b"\xff\xfb" + bytes(500), "corrupt or unreadable audio$"),
     ("notes.txt", b"hello", "unsupported format"),
 ])
 def test_bad_files_name_the_file_and_problem(tmp_path, name, content, message):
