@@ -63,3 +63,12 @@ def apply(wave, sr, kind, spec: AugmentSpec, clip_id):
     if kind == "pitch":
         return librosa.effects.pitch_shift(y=wave, sr=sr, n_steps=spec.pitch_steps).astype(np.float32)
     raise ValueError(kind)
+
+
+def warm_up():
+    """Compile and disk-cache librosa's numba kernels (phase vocoder, overlap-add) once, at
+    install time, so a user's first `dataset.py --augment stretch,pitch` does not pay 30-60 s."""
+    wave = np.random.default_rng(0).standard_normal(22050).astype(np.float32)
+    spec = AugmentSpec()
+    for kind in ("stretch", "pitch"):
+        apply(wave, 22050, kind, spec, "warm/up")

@@ -83,8 +83,10 @@ def run(cfg, caches, run_dir, do_train=True, do_test=True, resume=False, assignm
                                                  "genres": data.genres, **(extra_config or {})})
         log.info(f"{cfg.model}: {len(data.train)} train / {len(data.val)} val segments "
                  f"({len(data.train.clip_ids)} / {len(data.val.clip_ids)} clips), {len(data.genres)} genres -> {run_dir}")
-        history = fit(cfg, data, run_dir, resume=resume)
-        metrics.update(history=history, best_val_clip_accuracy=max((h["val_clip_accuracy"] for h in history), default=None))
+        state = fit(cfg, data, run_dir, resume=resume)
+        metrics.update(history=state["history"], best_val_clip_accuracy=state["best"], epochs_run=state["epoch"])
+        if "rank_weight_hashes" in state:
+            metrics["rank_weight_hashes"] = state["rank_weight_hashes"]
     if do_test and rank == 0:
         metrics.update(test(run_dir, data, cfg.device))
         save_confusion(metrics["confusion_matrix"], data.genres, run_dir / "confusion.png",

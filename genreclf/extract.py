@@ -156,6 +156,8 @@ def extract(data_dir, split_dir, cache_root, feat, aug, workers=1):
     parts = load_split(split_dir)
     cache = cache_dir(cache_root, feat)
     write_json(cache / "spec.json", feat.key())
+    for stale in (cache / "clips").glob("*/.*.tmp"):  # left by a killed run; never read, but tidy up
+        stale.unlink()
     wanted = {}
     for part, rels in parts.items():
         extra = [aug.tag(k) for k in aug.augment] if part == "train" else []

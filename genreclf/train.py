@@ -41,6 +41,35 @@ def dist_info():
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
 
 
+def init_distributed(device):
+    """Join torchrun's process group (NCCL for GPUs, gloo for CPU) when there is more than one rank."""
+    _, world, _ = dist_info()
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+
+
+def sync_buffers(model, world):
+    """Average BatchNorm running statistics over ranks. DDP only broadcasts rank 0's buffers at
+    the start of each forward, so after the last step every rank holds statistics of its own
+    batches; averaging makes validation, "best" and the saved weights identical on all ranks."""
+    for b in model.buffers():
+        if b.is_floating_point():
+            dist.all_reduce(b)
+            b /= world
+
+
+def weights_hash(model):
+    """SHA-256 of the model's parameters and buffers: equal on every rank when DDP kept them in sync."""
+    import hashlib
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 def resolve_device(name, local_rank=0):
     from .errors import UserError
 
@@ -70,9 +99,10 @@ def make_model(cfg, data):
 
 def fit(cfg, data, run_dir, resume=False):
     """Train `cfg.model` on data.train, select on data.val. Writes run_dir/{best,last}.pt.
-    Returns the list of per-epoch records."""
+    Returns the training state: per-epoch history, epochs run, best val clip accuracy."""
     rank, world, local_rank = dist_info()
     device = resolve_device(cfg.device, local_rank)
+    init_distributed(device)
     model, kwargs = make_model(cfg, data)
     model.to(device)
     core = model
@@ -113,6 +143,7 @@ def fit(cfg, data, run_dir, resume=False):
                 t = torch.tensor([loss_sum, correct, total], dtype=torch.float64, device=device)
                 dist.all_reduce(t)
                 loss_sum, correct, total = t.tolist()
+                sync_buffers(core, world)
             probs, val_loss = predict_segments(core, data.val, device)
             val = score(probs, data.val, data.genres)
             sched.step(val["clip_accuracy"])
@@ -140,7 +171,12 @@ def fit(cfg, data, run_dir, resume=False):
     except KeyboardInterrupt:
         log.info(f"stopped by Ctrl+C during epoch {state['epoch'] + 1}; keeping best.pt "
                  f"(val clip accuracy {state['best']:.3f})")
-    return state["history"]
+    if world > 1:  # check, rather than trust, that every rank ends with the same weights
+        hashes = [None] * world
+        dist.all_gather_object(hashes, weights_hash(core))
+        state["rank_weight_hashes"] = hashes
+        log.info(f"weights identical on all {world} ranks: {len(set(hashes)) == 1}")
+    return state
 
 
 def test(run_dir, data, device="auto"):

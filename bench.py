@@ -1,0 +1,177 @@
+"""Benchmark features, extraction, musicnn, training and predict on this machine.
+
+    python bench.py            # prints a markdown table, writes bench.json (about 3-4 minutes)
+
+Each section runs in its own process, so its peak RSS is its own (extraction includes its workers).
+"""
+import json
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent
+SHARED = REPO.parent / "shared" / "data"
+MINI = SHARED / "gtzan_mini"
+SONG = SHARED / "long_tracks" / "chaos_god.ogg"
+
+
+def best_of(fn, n=5):
+    fn()
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def logmel():
+    import librosa
+    import soundfile as sf
+    from genreclf.features import MelSpec, log_mel
+
+    spec = MelSpec()
+    clips = sorted((MINI / "wav").glob("*/*.00000.wav"))
+    diff = 0.0
+    for clip in clips:
+        y, _ = sf.read(clip, dtype="float32")
+        ref = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=spec.sr, n_fft=spec.n_fft, hop_length=spec.hop, n_mels=spec.n_mels))
+        diff = max(diff, float(np.abs(log_mel(y, spec) - ref).max()))
+    ours = best_of(lambda: log_mel(y, spec), 20)
+    theirs = best_of(lambda: librosa.power_to_db(librosa.feature.melspectrogram(
+        y=y, sr=spec.sr, n_fft=spec.n_fft, hop_length=spec.hop, n_mels=spec.n_mels)), 20)
+    return {"logmel_ours_ms": ours * 1e3, "logmel_librosa_ms": theirs * 1e3, "logmel_speedup_vs_librosa": theirs / ours,
+            "logmel_max_abs_db_diff": diff, "logmel_clips_compared": len(clips)}
+
+
+def extraction(workers, augment):
+    from genreclf.augment import AugmentSpec
+    from genreclf.extract import MelFeatures, extract
+    from genreclf.features import MelSpec
+    from genreclf.splits import make_split, write_split
+
+    with tempfile.TemporaryDirectory() as work:
+        parts, _ = make_split(MINI, "random", val_per_class=0, test_per_class=0)  # every clip in train: all get augmented
+        write_split(parts, Path(work) / "split", {})
+        t = time.perf_counter()
+        extract(MINI, Path(work) / "split", Path(work) / "cache", MelFeatures(MelSpec()),
+                AugmentSpec(augment=("noise", "shift", "stretch", "pitch") if augment else ()), workers)
+        seconds = time.perf_counter() - t
+    n = len(parts["train"])
+    return {"seconds": seconds, "clips": n, "s_per_clip": seconds / n}
+
+
+def musicnn_clip():
+    from genreclf import audio, musicnn
+    model = musicnn.load("MSD_musicnn")
+    wave = audio.load(MINI / "wav" / "metal" / "metal.00001.wav", musicnn.SR)
+    return {"musicnn_s_per_clip": best_of(lambda: musicnn.embed(model, wave, "max_pool"), 3)}
+
+
+def training():
+    import torch
+    from model import MODELS, build, inputs_of
+    shapes = {"mel": (128, 172), "musicnn": (753,)}
+    out = {}
+    for name in sorted(MODELS):
+        torch.manual_seed(0)
+        model = build(name, n_classes=8, input_shape={k: shapes[k] for k in inputs_of(name)})
+        opt = torch.optim.Adam(model.parameters())
+        xs = [torch.randn(32, *shapes[k]) for k in model.inputs]
+        y = torch.randint(0, 8, (32,))
+
+        def step():
+            loss = torch.nn.functional.cross_entropy(model(*xs), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        heavy = name.startswith(("vgg", "resnet"))
+        out[name] = 32 / best_of(step, 1 if heavy else 5)
+    return {"train_segments_per_s": out, "base2dcnn_epoch_projected_s": 580 * 7 / out["base2dcnn"]}
+
+
+def predict_song():
+    import torch
+    from genreclf import audio, checkpoint, predict
+    from genreclf.extract import MelFeatures
+    from genreclf.features import MelSpec
+    from model import build
+
+    kwargs = {"n_classes": 8, "input_shape": {"mel": (128, 172)}}
+    model = build("base2dcnn", **kwargs)
+    with tempfile.TemporaryDirectory() as d:
+        checkpoint.save(Path(d) / "best.pt", model="base2dcnn", kwargs=kwargs, genres=list("abcdefgh"),
+                        features={"mel": MelFeatures(MelSpec()).key()}, state=model.state_dict())
+        clf = predict.Classifier(*checkpoint.load_model(Path(d) / "best.pt"))
+    clf(MINI / "wav" / "jazz" / "jazz.00000.wav")  # start-up: lazy initialisation, first allocations
+    sr, frames, channels = audio.info(SONG)
+    return {"predict_3min_s": best_of(lambda: clf(SONG), 3), "predict_song_seconds": frames / sr,
+            "predict_song_channels": channels, "predict_song_sr": sr, "torch_threads": torch.get_num_threads()}
+
+
+SECTIONS = {
+    "logmel": logmel,
+    "extract_1w": lambda: extraction(1, False), "extract_2w": lambda: extraction(2, False),
+    "extract_aug_1w": lambda: extraction(1, True), "extract_aug_2w": lambda: extraction(2, True),
+    "musicnn": musicnn_clip, "training": training, "predict": predict_song,
+}
+
+
+def child(name):
+    result = SECTIONS[name]()
+    rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    print(json.dumps({**result, "peak_rss_mb": rss / 1024}))
+
+
+def main():
+    if not MINI.is_dir():
+        sys.exit("error: the benchmark reads ../shared/data (gtzan_mini, long_tracks), which is absent")
+    results = {}
+    for name in SECTIONS:
+        print(f"running {name} ...", file=sys.stderr)
+        r = subprocess.run([sys.executable, __file__, "--section", name], capture_output=True, text=True, cwd=REPO)
+        if r.returncode:
+            sys.exit(f"error: section {name} failed:\n{r.stderr[-2000:]}")
+        results[name] = json.loads(r.stdout.strip().splitlines()[-1])
+    aug2 = results["extract_aug_2w"]
+    summary = {
+        "logmel_speedup_vs_librosa": results["logmel"]["logmel_speedup_vs_librosa"],
+        "logmel_max_abs_db_diff": results["logmel"]["logmel_max_abs_db_diff"],
+        "gtzan_extraction_projected_s": aug2["s_per_clip"] * 1000,
+        "musicnn_s_per_clip": results["musicnn"]["musicnn_s_per_clip"],
+        "base2dcnn_epoch_projected_s": results["training"]["base2dcnn_epoch_projected_s"],
+        "predict_3min_s": results["predict"]["predict_3min_s"],
+        "machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores, Python {platform.python_version()}",
+        "sections": results,
+    }
+    (REPO / "bench.json").write_text(json.dumps(summary, indent=2) + "\n")
+    rows = [
+        ("log-mel, one 30 s clip", f"{results['logmel']['logmel_ours_ms']:.1f} ms (librosa {results['logmel']['logmel_librosa_ms']:.1f} ms)",
+         f"{summary['logmel_speedup_vs_librosa']:.2f}x librosa, max diff {summary['logmel_max_abs_db_diff']:.4f} dB", "≥ 5x, ≤ 0.05 dB", results["logmel"]),
+        *[(f"extract gtzan_mini ({results[k]['clips']} clips), {label}", f"{results[k]['seconds']:.1f} s", f"{results[k]['s_per_clip'] * 1e3:.0f} ms/clip", "", results[k])
+          for k, label in (("extract_1w", "1 worker"), ("extract_2w", "2 workers"),
+                           ("extract_aug_1w", "4 augmentations, 1 worker"), ("extract_aug_2w", "4 augmentations, 2 workers"))],
+        ("GTZAN-sized extraction (1,000 clips, 4 augmentations, 2 workers)", f"{summary['gtzan_extraction_projected_s']:.0f} s projected", "", "≤ 180 s", aug2),
+        ("musicnn embedding, one 30 s clip", f"{summary['musicnn_s_per_clip']:.2f} s", "", "≤ 0.5 s", results["musicnn"]),
+        *[(f"train {name} (batch 32)", f"{v:.0f} segments/s", "", "", results["training"]) for name, v in results["training"]["train_segments_per_s"].items()],
+        ("Base2DCNN epoch, 580 x 7 segments", f"{summary['base2dcnn_epoch_projected_s']:.0f} s projected", "", "≤ 60 s", results["training"]),
+        (f"predict a {results['predict']['predict_song_seconds']:.0f} s stereo {results['predict']['predict_song_sr']} Hz song, Base2DCNN",
+         f"{summary['predict_3min_s']:.2f} s", "after start-up", "≤ 1.5 s", results["predict"]),
+    ]
+    print(f"Machine: {summary['machine']}\n")
+    print("| measurement | time | notes | target | peak RSS |\n|---|---:|---|---|---:|")
+    for what, value, note, target, section in rows:
+        print(f"| {what} | {value} | {note} | {target} | {section['peak_rss_mb']:.0f} MB |")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--section":
+        child(sys.argv[2])
+    else:
+        main()
