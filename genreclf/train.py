@@ -15,6 +15,7 @@ from model import MODELS
 
 from . import checkpoint
 from .data import batches
+from .errors import UserError
 from .metrics import predict_segments, score
 
 log = logging.getLogger("genreclf")
@@ -71,8 +72,6 @@ def weights_hash(model):
 
 
 def resolve_device(name, local_rank=0):
-    from .errors import UserError
-
     if name == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda was asked for, but no CUDA GPU is available (use --device cpu or auto)")
     if name == "auto":
@@ -80,18 +79,19 @@ def resolve_device(name, local_rank=0):
     return torch.device(f"cuda:{local_rank}" if name == "cuda" else "cpu")
 
 
-def make_model(cfg, data):
+def make_model(cfg, data, pretrained=True):
+    """Build cfg.model for `data`; ImageNet weights when asked (`pretrained=False` on resume,
+    where the checkpoint's weights replace them anyway). Returns (model, its kwargs)."""
     from model import build
     from model.vision import freeze, imagenet_state_dict
 
     torch.manual_seed(cfg.seed)
     kwargs = {"n_classes": len(data.genres), "input_shape": data.input_shape}
     model = build(cfg.model, **kwargs)
-    if cfg.pretrained or cfg.weights:
+    if (cfg.pretrained or cfg.weights) and pretrained:
         if not hasattr(model, "load_imagenet"):
-            from .errors import UserError
             raise UserError(f"--pretrained applies to VGG/ResNet models, not {cfg.model}")
-        model.load_imagenet(imagenet_state_dict(model.cnn.arch if hasattr(model, "cnn") else model.arch, cfg.weights or None))
+        model.load_imagenet(imagenet_state_dict(model.arch, cfg.weights or None))
     if cfg.freeze != "none":
         freeze(model, cfg.freeze)
     return model, kwargs
@@ -103,7 +103,7 @@ def fit(cfg, data, run_dir, resume=False):
     rank, world, local_rank = dist_info()
     device = resolve_device(cfg.device, local_rank)
     init_distributed(device)
-    model, kwargs = make_model(cfg, data)
+    model, kwargs = make_model(cfg, data, pretrained=not resume)
     model.to(device)
     core = model
     if world > 1:
@@ -119,6 +119,8 @@ def fit(cfg, data, run_dir, resume=False):
         opt.load_state_dict(last["optimizer"])
         sched.load_state_dict(last["scheduler"])
         torch.set_rng_state(last["rng"]["torch"])
+        if device.type == "cuda" and last["rng"].get("cuda"):
+            torch.cuda.set_rng_state_all(last["rng"]["cuda"])
         state = last["train_state"]
         log.info(f"resumed {run_dir} after epoch {state['epoch']} (best val clip accuracy {state['best']:.3f})")
     describe = {"model": cfg.model, "kwargs": kwargs, "features": data.features, "genres": data.genres,
@@ -161,7 +163,8 @@ def fit(cfg, data, run_dir, resume=False):
                 if better:
                     checkpoint.save(run_dir / "best.pt", **describe, state=core.state_dict(), epoch=epoch, val=record)
                 checkpoint.save(run_dir / "last.pt", **describe, state=core.state_dict(), optimizer=opt.state_dict(),
-                                scheduler=sched.state_dict(), rng={"torch": torch.get_rng_state()},
+                                scheduler=sched.state_dict(), rng={"torch": torch.get_rng_state(), "cuda":
+                                torch.cuda.get_rng_state_all() if device.type == "cuda" else None},
                                 train_state=state)
                 log.info(f"epoch {epoch:3d}  train loss {record['train_loss']:.3f} acc {record['train_accuracy']:.3f}  "
                          f"val loss {val_loss:.3f} seg {val['segment_accuracy']:.3f} clip {val['clip_accuracy']:.3f}"
@@ -181,8 +184,6 @@ def fit(cfg, data, run_dir, resume=False):
 
 def test(run_dir, data, device="auto"):
     """Score run_dir/best.pt on data.test. Returns the metrics dict (test_* keys)."""
-    from .errors import UserError
-
     model, ckpt = checkpoint.load_model(run_dir / "best.pt")
     checkpoint.check_features(ckpt, data.features, run_dir / "best.pt")
     if ckpt["genres"] != data.genres:

@@ -85,6 +85,7 @@ class VisionMusicnn(nn.Module):
 
     def __init__(self, arch, n_classes, input_shape, dropout=0.3):
         super().__init__()
+        self.arch = arch
         self.cnn = VisionNet(arch, n_classes, input_shape)
         self.emb_norm = nn.BatchNorm1d(input_shape["musicnn"][0])
         d = self.cnn.features_dim + input_shape["musicnn"][0]

@@ -86,3 +86,22 @@ def test_killed_extraction_leaves_whole_files_and_rerun_completes(mini3, tmp_pat
     for rel in files:
         assert np.array_equal(np.load(cache / rel), np.load(clean / rel)), rel
     assert not list(cache.glob("clips/*/.*.tmp"))
+
+
+@needs_shared
+def test_ctrl_c_stops_cleanly_keeps_best_and_still_tests(mini3, tmp_path):
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, str(REPO / "main.py"), "--data-dir", str(MINI), "--work-dir", str(mini3),
+                             "--model", "base2dcnn", "--epochs", "50", "--do_train", "--do_test", "--out", str(run)],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t = time.time()
+    while not ((run / "train.log").exists() and "epoch   1" in (run / "train.log").read_text()):
+        assert proc.poll() is None and time.time() - t < 300
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "stopped by Ctrl+C" in out
+    m = json.loads((run / "metrics.json").read_text())
+    assert 1 <= len(m["history"]) < 50 and "test_clip_accuracy" in m
+    checkpoint.load_model(run / "best.pt")
