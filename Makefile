@@ -42,7 +42,7 @@ cv: .venv/done
 	$(PY) split_data.py --data-dir $(DATA) --work-dir $(CV_WORK) --split random --genres $(GENRES) $(SPLIT_FLAGS)
 	$(PY) dataset.py --data-dir $(DATA) --work-dir $(CV_WORK) --workers $(WORKERS)
 	$(PY) dataset.py --data-dir $(DATA) --work-dir $(CV_WORK) --workers $(WORKERS) --features musicnn
-	for spec in baseline:20 q1:20 base2dcnn:20 q2:30 resnet18:6 resnet34_musicnn:6; do \
+	for spec in baseline:20 q1:20 base2dcnn:20 q2:30 resnet18:6 resnet34_musicnn:6 vgg13:3; do \
 		m=$${spec%%:*}; e=$${spec##*:}; \
 		$(PY) main.py --data-dir $(DATA) --work-dir $(CV_WORK) --model $$m --epochs $$e $(CV_FLAGS) --out runs/cv-$$m || exit 1; \
 	done

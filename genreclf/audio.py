@@ -78,14 +78,15 @@ def load(path, sr, start=0.0, duration=None, allow_silent=False):
         raise AudioError(f"{path}: {frames / sr_in / 3600:.1f} h of audio is more than the {MAX_SECONDS // 3600} h limit")
     first = int(start * sr_in)
     count = -1 if duration is None else int(round(duration * sr_in))
-    try:
-        with _quiet_stderr():
-            x, _ = sf.read(str(path), start=first, frames=count, dtype="float32", always_2d=True)
+    try:  # decode in blocks, mixing each to mono, so a long stereo file never sits in memory twice
+        with _quiet_stderr(), sf.SoundFile(str(path)) as f:
+            f.seek(first)
+            blocks = [b.mean(axis=1) for b in f.blocks(blocksize=1 << 20, frames=count, dtype="float32", always_2d=True)]
     except Exception as e:
         raise AudioError(f"{path}: corrupt or truncated audio{_reason(e)}") from None
-    if x.shape[0] == 0:
+    wave = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+    if len(wave) == 0:
         raise AudioError(f"{path}: contains no audio samples")
-    wave = x.mean(axis=1) if x.shape[1] > 1 else x[:, 0]
     if not np.all(np.isfinite(wave)):
         raise AudioError(f"{path}: contains NaN or infinite samples")
     if not allow_silent and np.max(np.abs(wave)) < 1e-6:

@@ -67,7 +67,7 @@ def load_clips(caches, ids, genres, augmented=False):
         clip_ids.append(cid)
     if not y:
         raise UserError(f"no cached segments for these clips in {', '.join(map(str, caches.values()))}")
-    return FeatureSet({n: np.concatenate(xs[n]).astype(np.float32) for n in names},
+    return FeatureSet({n: np.concatenate(xs[n]).astype(np.float32, copy=False) for n in names},
                       np.asarray(y, dtype=np.int64), np.asarray(clip, dtype=np.int64), clip_ids)
 
 

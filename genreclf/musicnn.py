@@ -176,8 +176,9 @@ def preprocess(wave):
 
 
 @torch.no_grad()
-def run(model, patches, device="cpu", batch=64):
-    """Outputs for (P, 187, 96) patches in batches of `batch` (bounded memory for long files):
+def run(model, patches, device="cpu", batch=32):
+    """Outputs for (P, 187, 96) patches in batches of `batch`, so memory is bounded for long files
+    (the first timbral conv's output is batch x 204 x 187 x 59 floats: 290 MB at 32, 580 MB at 64):
     {taggram (P, 50) sigmoid, penultimate (P, 200), mean_pool (P, 753), max_pool (P, 753)}."""
     outs = []
     for i in range(0, len(patches), batch):
