@@ -52,7 +52,8 @@ def logmel():
 
 def extraction(workers, augment):
     from genreclf.augment import AugmentSpec
-    from genreclf.extract import MelFeatures, extract
+    from genreclf.extract import extract
+    from genreclf.featurizers import MelFeatures
     from genreclf.features import MelSpec
     from genreclf.splits import make_split, write_split
 
@@ -117,7 +118,7 @@ def training():
 def predict_song():
     import torch
     from genreclf import audio, checkpoint, predict
-    from genreclf.extract import MelFeatures
+    from genreclf.featurizers import MelFeatures
     from genreclf.features import MelSpec
     from model import build
 

@@ -8,7 +8,8 @@ import argparse
 from genreclf.augment import AugmentSpec
 from genreclf.config import add_flags, from_args
 from genreclf.errors import run_cli
-from genreclf.extract import FEATURIZERS, MusicnnSpec, extract
+from genreclf.extract import extract
+from genreclf.featurizers import FEATURIZERS, MusicnnSpec
 from genreclf.features import MelSpec
 from genreclf.paths import add_path_flags, cache_root, split_dir
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from genreclf.config import add_flags, from_args
 from genreclf.errors import UserError, run_cli
 from genreclf.experiment import new_run_dir, newest_run, open_caches, repeat, run
-from genreclf.extract import FEATURIZERS
+from genreclf.featurizers import FEATURIZERS
 from genreclf.paths import add_path_flags, cache_root
 from genreclf.train import TrainConfig
 from model import inputs_of

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from . import audio, musicnn
-from .extract import FEATURIZERS
+from .featurizers import FEATURIZERS
 
 CHUNK_SEGMENTS = 7
 MUSICNN_CHUNK_PATCHES = 64  # about 3 minutes of audio per musicnn batch

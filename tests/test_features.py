@@ -5,7 +5,8 @@ import soundfile as sf
 
 from conftest import MINI, needs_shared, sine
 from genreclf.config import digest
-from genreclf.extract import MelFeatures, cache_dir
+from genreclf.extract import cache_dir
+from genreclf.featurizers import MelFeatures
 from genreclf.features import MelSpec, log_mel, segment
 
 
