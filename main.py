@@ -12,10 +12,10 @@ from pathlib import Path
 
 from genreclf.config import add_flags, from_args
 from genreclf.errors import UserError, run_cli
-from genreclf.experiment import new_run_dir, newest_run, open_caches, repeat, run
+from genreclf.experiment import new_run_dir, newest_run, open_caches, repeat, result_row, run, summarize
 from genreclf.featurizers import FEATURIZERS
 from genreclf.paths import add_path_flags, cache_root
-from genreclf.train import TrainConfig
+from genreclf.train import TrainConfig, dist_info
 from model import inputs_of
 
 
@@ -57,7 +57,9 @@ def main():
         if run_dir is None or not (run_dir / "best.pt").exists():
             raise UserError(f"--do_test needs a trained checkpoint: none at {run_dir or f'runs/{cfg.model}-*'}/best.pt "
                             f"(train one first, or pass --out RUN_DIR)")
-    run(cfg, caches, run_dir, do_train=do_train, do_test=args.do_test)
+    metrics = run(cfg, caches, run_dir, do_train=do_train, do_test=args.do_test)
+    if args.do_test and dist_info()[0] == 0:
+        summarize(run_dir, cfg.model, [result_row(run_dir.name, cfg.seed, metrics)])
 
 
 if __name__ == "__main__":

@@ -144,10 +144,19 @@ def repeat(cfg, caches, root, seeds=(), folds=0):
     rows = []
     for name, c, assignment in jobs:
         m = run(c, caches, root / name, assignment=assignment, extra_config={"assignment": assignment})
-        rows.append({"run": name, "seed": c.seed, "test_clip_accuracy": m["test_clip_accuracy"],
-                     "test_segment_accuracy": m["test_segment_accuracy"], "test_macro_f1": m["test_macro_f1"]})
+        rows.append(result_row(name, c.seed, m))
+    return summarize(root, cfg.model, rows, folds=folds, seeds=list(seeds or [cfg.seed]))
+
+
+def result_row(name, seed, metrics):
+    return {"run": name, "seed": seed, **{k: metrics[k] for k in ("test_clip_accuracy", "test_segment_accuracy", "test_macro_f1")}}
+
+
+def summarize(root, model, rows, **extra):
+    """Every experiment's summary: root/results.json (mean ± std of test clip accuracy, the command
+    that made it) and root/results.md (a line per run). Returns the summary dict."""
     acc = np.array([r["test_clip_accuracy"] for r in rows])
-    summary = {"model": cfg.model, "runs": rows, "n": len(rows), "folds": folds, "seeds": list(seeds or [cfg.seed]),
+    summary = {"model": model, "runs": rows, "n": len(rows), **extra,
                "test_clip_accuracy_mean": float(acc.mean()), "test_clip_accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
                "command": " ".join(sys.argv)}
     write_json(root / "results.json", summary)

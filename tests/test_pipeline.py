@@ -33,9 +33,10 @@ def test_end_to_end_eight_genres(tmp_path):
     assert np.load(caches[0] / "clips" / "jazz" / "jazz.00000.orig.npy").shape == (7, 128, 172)
     r = run_script("main.py", *common, "--model", "base2dcnn", "--epochs", 2, "--do_train", "--do_test", "--out", run)
     assert r.returncode == 0, r.stderr
-    for name in ("config.json", "train.log", "metrics.json", "best.pt", "last.pt", "confusion.png"):
+    for name in ("config.json", "train.log", "metrics.json", "best.pt", "last.pt", "confusion.png", "results.json", "results.md"):
         assert (run / name).exists(), name
     m = json.loads((run / "metrics.json").read_text())
+    assert json.loads((run / "results.json").read_text())["test_clip_accuracy_mean"] == m["test_clip_accuracy"]
     assert m["genres"] == sorted(GENRES8.split(","))
     assert 0 <= m["test_clip_accuracy"] <= 1 and 0 <= m["test_segment_accuracy"] <= 1 and 0 <= m["test_macro_f1"] <= 1
     assert np.array(m["confusion_matrix"]).sum() == 16 and m["test_segments"] == 16 * 7
