@@ -7,9 +7,10 @@
 """
 import argparse
 import json
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
+from genreclf import checkpoint
 from genreclf.config import add_flags, from_args
 from genreclf.errors import UserError, run_cli
 from genreclf.experiment import new_run_dir, newest_run, open_caches, repeat, result_row, run, summarize
@@ -44,19 +45,20 @@ def main():
         caches = {k: Path(v) for k, v in saved["caches"].items()}
         run(cfg, caches, run_dir, do_train=True, do_test=args.do_test, resume=True)
         return
+    do_train = args.do_train or not args.do_test
+    if not do_train:  # test only: the checkpoint says which model, hence which caches
+        run_dir = Path(args.out) if args.out else newest_run(cfg.model)
+        if run_dir is None or not (run_dir / "best.pt").exists():
+            raise UserError(f"--do_test needs a trained checkpoint: none at {run_dir or f'runs/{cfg.model}-*'}/best.pt "
+                            f"(train one first, or pass --out RUN_DIR)")
+        cfg = replace(cfg, model=checkpoint.read(run_dir / "best.pt")["model"])
     caches = open_caches(inputs_of(cfg.model), featurizers, cache_root(args))
     if args.seeds or args.folds:
         seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else []
         repeat(cfg, caches, new_run_dir(cfg.model, args.out), seeds, args.folds)
         return
-    do_train = args.do_train or not args.do_test
     if do_train:
         run_dir = new_run_dir(cfg.model, args.out)
-    else:
-        run_dir = Path(args.out) if args.out else newest_run(cfg.model)
-        if run_dir is None or not (run_dir / "best.pt").exists():
-            raise UserError(f"--do_test needs a trained checkpoint: none at {run_dir or f'runs/{cfg.model}-*'}/best.pt "
-                            f"(train one first, or pass --out RUN_DIR)")
     metrics = run(cfg, caches, run_dir, do_train=do_train, do_test=args.do_test)
     if args.do_test and dist_info()[0] == 0:
         summarize(run_dir, cfg.model, [result_row(run_dir.name, cfg.seed, metrics)])

@@ -33,6 +33,9 @@ def test_end_to_end_eight_genres(tmp_path):
     assert np.load(caches[0] / "clips" / "jazz" / "jazz.00000.orig.npy").shape == (7, 128, 172)
     r = run_script("main.py", *common, "--model", "base2dcnn", "--epochs", 2, "--do_train", "--do_test", "--out", run)
     assert r.returncode == 0, r.stderr
+    first = json.loads((run / "metrics.json").read_text())["test_clip_accuracy"]
+    r = run_script("main.py", *common, "--do_test", "--out", run)  # test only: the model comes from best.pt
+    assert r.returncode == 0, r.stderr
     for name in ("config.json", "train.log", "metrics.json", "best.pt", "last.pt", "confusion.png", "results.json", "results.md"):
         assert (run / name).exists(), name
     m = json.loads((run / "metrics.json").read_text())
@@ -40,7 +43,7 @@ def test_end_to_end_eight_genres(tmp_path):
     assert m["genres"] == sorted(GENRES8.split(","))
     assert 0 <= m["test_clip_accuracy"] <= 1 and 0 <= m["test_segment_accuracy"] <= 1 and 0 <= m["test_macro_f1"] <= 1
     assert np.array(m["confusion_matrix"]).sum() == 16 and m["test_segments"] == 16 * 7
-    assert len(m["history"]) == 2
+    assert len(m["history"]) == 2 and m["test_clip_accuracy"] == first
     import torch
     ckpt = torch.load(run / "best.pt", weights_only=False)
     assert ckpt["model"] == "base2dcnn" and ckpt["features"]["mel"]["n_mels"] == 128 and ckpt["genres"] == m["genres"]
@@ -72,6 +75,9 @@ def test_each_family_trains_on_mini(mini3, tmp_path, model, epochs):
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert m["genres"] == sorted(GENRES3.split(",")) and m["test_clips"] == 6
+    if model == "q2":  # test only, without --model: best.pt names the model and so the musicnn cache
+        r = run_script("main.py", "--data-dir", MINI, "--work-dir", mini3, "--do_test", "--out", tmp_path / "run")
+        assert r.returncode == 0, r.stderr
 
 
 @needs_shared
