@@ -30,6 +30,19 @@ def _to_one_channel(conv):
     return new
 
 
+def _vgg_one_by_one_pool(net, pretrained):
+    """VGG's 7x7 adaptive pool and 25088-wide first dense layer assume 224x224 images; a 1x1 pool
+    and a 512-wide layer suit 128x172 mel segments. Pretrained weights are summed over the 49
+    positions: on a map that is constant over them, that is exactly what the layer computed."""
+    old = net.classifier[0]
+    net.avgpool = nn.AdaptiveAvgPool2d(1)
+    net.classifier[0] = nn.Linear(512, old.out_features)
+    if pretrained:
+        with torch.no_grad():
+            net.classifier[0].weight.copy_(old.weight.view(old.out_features, 512, 49).sum(dim=2))
+            net.classifier[0].bias.copy_(old.bias)
+
+
 class VisionNet(nn.Module):
     """torchvision `arch` (vgg13/16/19, resnet18/34/50/101) over (B, n_mels, T) -> (B, n_classes)."""
     inputs = ("mel",)
@@ -38,16 +51,14 @@ class VisionNet(nn.Module):
         super().__init__()
         self.arch = arch
         self.norm = nn.BatchNorm2d(1)
-        self.net = torchvision.models.get_model(arch, weights=None)
-        if not isinstance(self.net, torchvision.models.ResNet):
-            # VGG's 7x7 adaptive pool then a 25088-wide dense layer assumes 224x224 images; a 1x1
-            # pool keeps the classifier small for 128x172 mel segments.
-            self.net.avgpool = nn.AdaptiveAvgPool2d(1)
-            self.net.classifier[0] = nn.Linear(512, 4096)
         self.n_classes = n_classes
-        self._adapt()
+        self._adapt(torchvision.models.get_model(arch, weights=None), pretrained=False)
 
-    def _adapt(self):
+    def _adapt(self, net, pretrained):
+        """Fit a torchvision net to 1-channel mel segments and our classes; becomes self.net."""
+        if not isinstance(net, torchvision.models.ResNet):
+            _vgg_one_by_one_pool(net, pretrained)
+        self.net = net
         stem_parent, stem, head_parent, head = _stem_and_head(self.net)
         setattr(stem_parent, stem, _to_one_channel(getattr(stem_parent, stem)))
         self.features_dim = getattr(head_parent, head).in_features
@@ -57,15 +68,7 @@ class VisionNet(nn.Module):
         """Load a torchvision ImageNet state dict (3-channel stem, 1000 classes), then re-adapt."""
         net = torchvision.models.get_model(self.arch, weights=None)
         net.load_state_dict(state_dict)
-        if not isinstance(net, torchvision.models.ResNet):
-            net.avgpool = nn.AdaptiveAvgPool2d(1)
-            # keep the pretrained first dense layer, averaged over the 7x7 positions it expected
-            w = net.classifier[0].weight.view(4096, 512, 49).mean(dim=2)
-            net.classifier[0] = nn.Linear(512, 4096)
-            with torch.no_grad():
-                net.classifier[0].weight.copy_(w * 49)  # x49: the 1x1 pool's value stands for 49 equal cells
-        self.net = net
-        self._adapt()
+        self._adapt(net, pretrained=True)
 
     def head_module(self):
         _, _, parent, name = _stem_and_head(self.net)
@@ -88,15 +91,16 @@ class VisionMusicnn(nn.Module):
         self.arch = arch
         self.cnn = VisionNet(arch, n_classes, input_shape)
         self.emb_norm = nn.BatchNorm1d(input_shape["musicnn"][0])
-        d = self.cnn.features_dim + input_shape["musicnn"][0]
+        self._drop_cnn_head()
+        self.head = Head(self.cnn.features_dim + input_shape["musicnn"][0], n_classes, dropout=dropout)
+
+    def _drop_cnn_head(self):
         _, _, parent, name = _stem_and_head(self.cnn.net)
         setattr(parent, name, nn.Identity())  # the CNN now returns its pooled features
-        self.head = Head(d, n_classes, dropout=dropout)
 
     def load_imagenet(self, state_dict):
         self.cnn.load_imagenet(state_dict)
-        _, _, parent, name = _stem_and_head(self.cnn.net)
-        setattr(parent, name, nn.Identity())
+        self._drop_cnn_head()
 
     def head_module(self):
         return self.head

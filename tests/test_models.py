@@ -68,6 +68,10 @@ def test_vgg_keeps_pretrained_dense_layer(tmp_path):
     model.load_imagenet(ref.state_dict())
     assert model.net.classifier[0].weight.shape == (4096, 512)
     assert torch.equal(model.net.classifier[3].weight, ref.classifier[3].weight)
+    # on a feature map constant over VGG's 7x7 positions, the 1x1-pool layer computes what the original did
+    feats = torch.randn(1, 512)
+    expected = ref.classifier[0](feats[:, :, None].expand(1, 512, 49).reshape(1, -1))
+    assert torch.allclose(model.net.classifier[0](feats), expected, atol=1e-4)
 
 
 def test_offline_pretrained_names_the_file_and_where_to_put_it(monkeypatch, tmp_path):
