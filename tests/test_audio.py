@@ -42,3 +42,10 @@ def test_reads_mp3_and_finds_audio_recursively():
     assert 29 < len(wave) / 22050 < 31
     files = find_audio([MINI / "wav" / "blues"])
     assert len(files) == 8 and all(f.suffix in (".wav", ".mp3") for f in files)
+
+
+def test_odd_channel_counts_are_mixed_to_mono(wav_factory):
+    channels = np.stack([sine(440, 1.0, 48000, amp=0.1 * (i + 1)) for i in range(6)], 1)  # 5.1 at 48 kHz
+    wave = load(wav_factory("surround.wav", channels, 48000), 22050)
+    assert wave.ndim == 1 and abs(len(wave) - 22050) <= 1
+    assert abs(np.abs(wave).max() - 0.35) < 0.02  # the mean of amplitudes 0.1 .. 0.6
