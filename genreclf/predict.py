@@ -11,6 +11,7 @@ import torch
 from . import audio, musicnn
 from .featurizers import FEATURIZERS
 
+LABEL = {"probabilities": "genre", "tags": "tag"}  # JSON key of the distribution -> name of one label
 CHUNK_SEGMENTS = 7
 MUSICNN_CHUNK_PATCHES = 64  # about 3 minutes of audio per musicnn batch
 
@@ -61,7 +62,7 @@ def result(path, out, labels, top_k, timeline, key="probabilities"):
     mean = out["probs"].mean(0)
     order = np.argsort(-mean)[:top_k]
     r = {"path": str(path), "duration": round(out["duration"], 3),
-         "top": [{"genre" if key == "probabilities" else "tag": labels[i], "probability": float(mean[i])} for i in order],
+         "top": [{LABEL[key]: labels[i], "probability": float(mean[i])} for i in order],
          key: {g: float(p) for g, p in zip(labels, mean)}}
     if timeline:
         r["timeline"] = [{"start": round(a, 3), "end": round(b, 3), "top": labels[int(p.argmax())],
@@ -90,8 +91,7 @@ class Tagger:
 def table(results, key):
     lines = []
     for r in results:
-        label = "genre" if key == "probabilities" else "tag"
-        top = ", ".join(f"{t[label]} {t['probability']:.2f}" for t in r["top"])
+        top = ", ".join(f"{t[LABEL[key]]} {t['probability']:.2f}" for t in r["top"])
         lines.append(f"{r['path']}  ({r['duration']:.1f} s)  {top}")
         for seg in r.get("timeline", []):
             lines.append(f"    {seg['start']:7.2f}-{seg['end']:7.2f} s  {seg['top']}")
@@ -105,7 +105,6 @@ def csv_rows(results, labels, key):
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["path", "duration", "top"] + labels)
-    label = "genre" if key == "probabilities" else "tag"
     for r in results:
-        w.writerow([r["path"], r["duration"], r["top"][0][label]] + [f"{r[key][g]:.6f}" for g in labels])
+        w.writerow([r["path"], r["duration"], r["top"][0][LABEL[key]]] + [f"{r[key][g]:.6f}" for g in labels])
     return buf.getvalue()
