@@ -1,10 +1,13 @@
 """Benchmark features, extraction, musicnn, training and predict on this machine.
 
-    python bench.py            # prints a markdown table, writes bench.json (about 3-4 minutes)
+    python bench.py                    # every section: prints a markdown table, writes bench.json
+    python bench.py --section musicnn  # some sections only; bench.json keeps the others' keys
 
 Each section runs in its own process, so its peak RSS is its own (extraction includes its workers).
 """
+import argparse
 import json
+import os
 import platform
 import resource
 import subprocess
@@ -14,6 +17,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from genreclf.io import write_json
 
 REPO = Path(__file__).resolve().parent
 SHARED = REPO.parent / "shared" / "data"
@@ -134,66 +139,87 @@ def predict_song():
             "predict_song_channels": channels, "predict_song_sr": sr, "torch_threads": torch.get_num_threads()}
 
 
+def _extraction_rows(results):
+    rows = []
+    for k, label in (("extract_1w", "1 worker"), ("extract_2w", "2 workers"),
+                     ("extract_aug_1w", "4 augmentations, 1 worker"), ("extract_aug_2w", "4 augmentations, 2 workers")):
+        r = results[k]
+        rows.append((f"extract gtzan_mini ({r['clips']} clips), {label}", f"{r['seconds']:.1f} s", f"{r['s_per_clip'] * 1e3:.0f} ms/clip", ""))
+    return rows
+
+
+# name -> (function run in a child process, rows(results of all sections run) -> [(what, value, notes, target)],
+#          summary(results) -> {bench.json key: value}). A section's rows and summary may read other sections'
+#          results; they are only asked for when those ran too.
 SECTIONS = {
-    "logmel": logmel,
-    "extract_1w": lambda: extraction(1, False), "extract_2w": lambda: extraction(2, False),
-    "extract_aug_1w": lambda: extraction(1, True), "extract_aug_2w": lambda: extraction(2, True),
-    "musicnn": musicnn_clip, "musicnn_1min": lambda: musicnn_long(1), "musicnn_10min": lambda: musicnn_long(10),
-    "training": training, "predict": predict_song,
+    "logmel": (logmel, lambda r: [("log-mel, one 30 s clip",
+                                   f"{r['logmel']['logmel_ours_ms']:.1f} ms (librosa {r['logmel']['logmel_librosa_ms']:.1f} ms)",
+                                   f"{r['logmel']['logmel_speedup_vs_librosa']:.2f}x librosa, max diff {r['logmel']['logmel_max_abs_db_diff']:.4f} dB", "≤ 0.05 dB")],
+               lambda r: {k: r["logmel"][k] for k in ("logmel_speedup_vs_librosa", "logmel_max_abs_db_diff")}),
+    "extract_1w": (lambda: extraction(1, False), None, None),
+    "extract_2w": (lambda: extraction(2, False), None, None),
+    "extract_aug_1w": (lambda: extraction(1, True), None, None),
+    "extract_aug_2w": (lambda: extraction(2, True),
+                       lambda r: _extraction_rows(r) + [("GTZAN-sized extraction (1,000 clips, 4 augmentations, 2 workers)",
+                                                          f"{r['extract_aug_2w']['s_per_clip'] * 1000:.0f} s projected", "", "")],
+                       lambda r: {"gtzan_extraction_projected_s": r["extract_aug_2w"]["s_per_clip"] * 1000}),
+    "musicnn": (musicnn_clip, lambda r: [("musicnn embedding, one 30 s clip", f"{r['musicnn']['musicnn_s_per_clip']:.2f} s", "", "")],
+                lambda r: {"musicnn_s_per_clip": r["musicnn"]["musicnn_s_per_clip"]}),
+    **{f"musicnn_{m}min": (lambda m=m: musicnn_long(m),
+                           lambda r, m=m: [(f"musicnn tags, {m} min stereo 44.1 kHz file", f"{r[f'musicnn_{m}min']['seconds']:.1f} s",
+                                            f"{r[f'musicnn_{m}min']['patches']} patches, in chunks", "memory bounded")], None)
+       for m in (1, 10)},
+    "training": (training, lambda r: [(f"train {name} (batch 32)", f"{v:.0f} segments/s", "", "")
+                                      for name, v in r["training"]["train_segments_per_s"].items()]
+                 + [("Base2DCNN epoch, 580 x 7 segments", f"{r['training']['base2dcnn_epoch_projected_s']:.0f} s projected", "", "")],
+                 lambda r: {"base2dcnn_epoch_projected_s": r["training"]["base2dcnn_epoch_projected_s"]}),
+    "predict": (predict_song, lambda r: [(f"predict a {r['predict']['predict_song_seconds']:.0f} s stereo {r['predict']['predict_song_sr']} Hz song, Base2DCNN",
+                                          f"{r['predict']['predict_3min_s']:.2f} s", "after start-up", "")],
+                lambda r: {"predict_3min_s": r["predict"]["predict_3min_s"]}),
 }
 
 
 def child(name):
-    result = SECTIONS[name]()
+    result = SECTIONS[name][0]()
     rss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
     print(json.dumps({**result, "peak_rss_mb": rss / 1024}))
 
 
 def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--section", default="all", help=f"comma-separated sections to run (default: all): {', '.join(SECTIONS)}")
+    args = p.parse_args()
+    names = list(SECTIONS) if args.section == "all" else args.section.split(",")
+    unknown = [n for n in names if n not in SECTIONS]
+    if unknown:
+        sys.exit(f"error: unknown section {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
     if not MINI.is_dir():
         sys.exit("error: the benchmark reads ../shared/data (gtzan_mini, long_tracks), which is absent")
     results = {}
-    for name in SECTIONS:
+    for name in names:
         print(f"running {name} ...", file=sys.stderr)
-        r = subprocess.run([sys.executable, __file__, "--section", name], capture_output=True, text=True, cwd=REPO)
+        r = subprocess.run([sys.executable, __file__, "--child", name], capture_output=True, text=True, cwd=REPO)
         if r.returncode:
             sys.exit(f"error: section {name} failed:\n{r.stderr[-2000:]}")
         results[name] = json.loads(r.stdout.strip().splitlines()[-1])
-    aug2 = results["extract_aug_2w"]
-    summary = {
-        "logmel_speedup_vs_librosa": results["logmel"]["logmel_speedup_vs_librosa"],
-        "logmel_max_abs_db_diff": results["logmel"]["logmel_max_abs_db_diff"],
-        "gtzan_extraction_projected_s": aug2["s_per_clip"] * 1000,
-        "musicnn_s_per_clip": results["musicnn"]["musicnn_s_per_clip"],
-        "base2dcnn_epoch_projected_s": results["training"]["base2dcnn_epoch_projected_s"],
-        "predict_3min_s": results["predict"]["predict_3min_s"],
-        "machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores, Python {platform.python_version()}",
-        "sections": results,
-    }
-    (REPO / "bench.json").write_text(json.dumps(summary, indent=2) + "\n")
-    rows = [
-        ("log-mel, one 30 s clip", f"{results['logmel']['logmel_ours_ms']:.1f} ms (librosa {results['logmel']['logmel_librosa_ms']:.1f} ms)",
-         f"{summary['logmel_speedup_vs_librosa']:.2f}x librosa, max diff {summary['logmel_max_abs_db_diff']:.4f} dB", "≥ 5x, ≤ 0.05 dB", results["logmel"]),
-        *[(f"extract gtzan_mini ({results[k]['clips']} clips), {label}", f"{results[k]['seconds']:.1f} s", f"{results[k]['s_per_clip'] * 1e3:.0f} ms/clip", "", results[k])
-          for k, label in (("extract_1w", "1 worker"), ("extract_2w", "2 workers"),
-                           ("extract_aug_1w", "4 augmentations, 1 worker"), ("extract_aug_2w", "4 augmentations, 2 workers"))],
-        ("GTZAN-sized extraction (1,000 clips, 4 augmentations, 2 workers)", f"{summary['gtzan_extraction_projected_s']:.0f} s projected", "", "≤ 180 s", aug2),
-        ("musicnn embedding, one 30 s clip", f"{summary['musicnn_s_per_clip']:.2f} s", "", "≤ 0.5 s", results["musicnn"]),
-        *[(f"musicnn tags, {results[k]['minutes']} min stereo 44.1 kHz file", f"{results[k]['seconds']:.1f} s",
-           f"{results[k]['patches']} patches, in chunks of 64", "memory bounded", results[k]) for k in ("musicnn_1min", "musicnn_10min")],
-        *[(f"train {name} (batch 32)", f"{v:.0f} segments/s", "", "", results["training"]) for name, v in results["training"]["train_segments_per_s"].items()],
-        ("Base2DCNN epoch, 580 x 7 segments", f"{summary['base2dcnn_epoch_projected_s']:.0f} s projected", "", "≤ 60 s", results["training"]),
-        (f"predict a {results['predict']['predict_song_seconds']:.0f} s stereo {results['predict']['predict_song_sr']} Hz song, Base2DCNN",
-         f"{summary['predict_3min_s']:.2f} s", "after start-up", "≤ 1.5 s", results["predict"]),
-    ]
+    # bench.json keeps the keys of sections not run this time, so `--section X` updates only X's
+    path = REPO / "bench.json"
+    summary = json.loads(path.read_text()) if path.exists() else {}
+    summary.setdefault("sections", {}).update(results)
+    summary["machine"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    for name in names:
+        if SECTIONS[name][2]:
+            summary.update(SECTIONS[name][2](results))
+    write_json(path, summary)
     print(f"Machine: {summary['machine']}\n")
     print("| measurement | time | notes | target | peak RSS |\n|---|---:|---|---|---:|")
-    for what, value, note, target, section in rows:
-        print(f"| {what} | {value} | {note} | {target} | {section['peak_rss_mb']:.0f} MB |")
+    for name in names:
+        for what, value, note, target in (SECTIONS[name][1](results) if SECTIONS[name][1] else []):
+            print(f"| {what} | {value} | {note} | {target} | {results[name]['peak_rss_mb']:.0f} MB |")
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--section":
+    if len(sys.argv) == 3 and sys.argv[1] == "--child":
         child(sys.argv[2])
     else:
         main()
