@@ -4,9 +4,15 @@
                "genres": [...], "state": state_dict, "config": {...}, "epoch", "val": {...}}
     last.pt = best.pt's fields for the newest epoch + optimizer, scheduler, RNG state, best score:
               everything `main.py --resume` needs.
+
+Checkpoints hold only tensors and plain data (dict, list, tuple, str, int, float, bool, None): `save`
+converts numpy values, and `read` loads with torch.load(weights_only=True), so a crafted .pt cannot
+run code when loaded; it is refused in one line.
 """
+import re
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .errors import UserError
@@ -15,8 +21,39 @@ from .io import save_torch
 REQUIRED = ("model", "kwargs", "features", "genres", "state")
 
 
+def plain(obj):
+    """`obj` with numpy scalars and arrays turned into Python numbers and tensors, recursively:
+    what torch.load(weights_only=True) accepts."""
+    if isinstance(obj, dict):
+        return type(obj)((k, plain(v)) for k, v in obj.items())  # keeps OrderedDict state dicts
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(plain(v) for v in obj)
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(obj))
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+# Numpy scalars (np.float64 metrics) in checkpoints written before `plain` existed: rebuilding one
+# only reads bytes into a number, so they are safe to allow; nothing else outside torch's list is.
+NUMPY_SCALARS = [(getattr(np, "_core", None) or np.core).multiarray.scalar, np.dtype,
+                 *{type(np.dtype(t)) for t in ("f8", "f4", "i8", "i4", "u1", "b1")}]
+
+
 def save(path, **fields):
-    save_torch(path, fields)
+    save_torch(path, plain(fields))
+
+
+def _load_error(path, e):
+    """One line for a file torch.load refused or could not read."""
+    text = str(e)
+    refused = re.search(r"GLOBAL ([\w.]+)", text)
+    if "Weights only load failed" in text:
+        what = f" ({refused.group(1)})" if refused else ""
+        return (f"{path}: refused: it holds Python objects{what} that could run code when loaded, "
+                "not just tensors and plain data (only a checkpoint from this project is loaded)")
+    return f"{path}: not a readable checkpoint ({type(e).__name__}: {text.splitlines()[0][:100] if text else ''})"
 
 
 def read(path):
@@ -25,12 +62,17 @@ def read(path):
     if not path.exists():
         raise UserError(f"no checkpoint at {path}: train a model first (python main.py --model base2dcnn)")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        with torch.serialization.safe_globals(NUMPY_SCALARS):
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise UserError(f"{path}: not a readable checkpoint ({type(e).__name__}: {str(e)[:100]})") from None
+        raise UserError(_load_error(path, e)) from None
     missing = [k for k in REQUIRED if not isinstance(ckpt, dict) or k not in ckpt]
     if missing:
         raise UserError(f"{path}: not a checkpoint of this project (missing {', '.join(missing)})")
+    old = [name for name, key in ckpt["features"].items() if "loudness" not in key]
+    if old:
+        raise UserError(f"{path}: trained on {', '.join(old)} features made before loudness normalization, so its answers "
+                        "depend on the recording level: retrain it with this version (make demo, or main.py)")
     return ckpt
 
 

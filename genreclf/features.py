@@ -4,6 +4,10 @@
 defaults (periodic Hann window, centred frames with zero padding, power 2, Slaney mel filters,
 ref 1.0, amin 1e-10, top_db 80). The mel filterbank itself comes from librosa, computed once per
 spec; the STFT and matrix multiply run in torch (no numba on this path).
+
+`log_mel` is absolute dB (ref 1.0), so it moves with the recording's level: the same clip 20 dB
+quieter is a different input. Our featurizers therefore first scale every clip to one integrated
+loudness (`normalize_loudness`, ITU-R BS.1770-4 as in EBU R128) and keep `log_mel` itself pure.
 """
 from dataclasses import dataclass, field
 from contextlib import contextmanager
@@ -21,6 +25,8 @@ class MelSpec:
     hop: int = field(default=512, metadata={"help": "hop length in samples"})
     n_mels: int = field(default=128, metadata={"help": "mel bands"})
     segment: float = field(default=4.0, metadata={"help": "segment length in seconds (a 30 s clip gives 7 of 4 s)"})
+    loudness: float = field(default=-23.0, metadata={"help": "integrated loudness in LUFS (ITU-R BS.1770) that every clip "
+                                                             "is scaled to before mel and musicnn features (EBU R128's -23)"})
 
     @property
     def segment_frames(self):
@@ -84,6 +90,35 @@ def log_mel(wave, spec: MelSpec, top_db=80.0):
             db = torch.maximum(db, peak - top_db)
     out = db.numpy()
     return out if batched else out[0]
+
+
+MAX_GAIN_DB = 50.0  # audio.load refuses clips below -60 dBFS RMS; no real clip needs more gain
+
+
+def loudness_lufs(wave, sr):
+    """Integrated loudness of (T,) float samples in LUFS: ITU-R BS.1770-4 (K-weighting, 400 ms
+    blocks, absolute gate -70 LUFS, relative gate -10 LU), via pyloudnorm. A clip shorter than one
+    400 ms block is measured as one block of its own length; -inf when every block is gated out."""
+    import pyloudnorm
+
+    x = np.asarray(wave, dtype=np.float64)
+    block = min(0.4, len(x) / sr)
+    if block <= 0:
+        return float("-inf")
+    with np.errstate(divide="ignore"):  # log10(0) of an all-zero clip is -inf, which we return
+        return float(pyloudnorm.Meter(sr, block_size=block).integrated_loudness(x))
+
+
+def normalize_loudness(wave, sr, target=-23.0):
+    """Scale (T,) float32 so its integrated loudness is `target` LUFS; returns (T,) float32.
+
+    The gain is limited to +-MAX_GAIN_DB so a near-silent clip is not blown up to noise, and a clip
+    whose every block is gated out (below -70 LUFS) gets the full +MAX_GAIN_DB. Peaks may exceed 1.0
+    afterwards: the features are float, nothing is clipped.
+    """
+    level = loudness_lufs(wave, sr)
+    gain_db = MAX_GAIN_DB if not np.isfinite(level) else float(np.clip(target - level, -MAX_GAIN_DB, MAX_GAIN_DB))
+    return (np.asarray(wave, dtype=np.float32) * np.float32(10 ** (gain_db / 20))).astype(np.float32)
 
 
 def segment(mel, frames):

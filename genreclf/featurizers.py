@@ -3,6 +3,11 @@
 A featurizer has a `name` (the model input it feeds: "mel" or "musicnn"), a `Spec` dataclass that
 generates its flags, `sr` (the rate it wants audio at), `key()` (everything that made its output,
 hashed into the cache folder and stored in checkpoints) and `__call__(wave) -> {"segments": ...}`.
+
+Every featurizer first scales the wave it is given to MelSpec.loudness LUFS (ITU-R BS.1770), so a
+clip gives the same features at any recording level; the target is part of key(). Call a
+featurizer on a whole clip (or a clip-length chunk of a long file, as predict does): loudness is
+measured over what it is given.
 """
 from dataclasses import dataclass, field
 
@@ -10,7 +15,16 @@ import numpy as np
 
 from . import musicnn
 from .config import from_args
-from .features import MelSpec, log_mel, segment
+from .errors import UserError
+from .features import MelSpec, log_mel, normalize_loudness, segment
+
+
+def _needs_loudness(key):
+    """A key written before loudness normalization was part of the features: refuse it, since
+    the model learned absolute levels and would give level-dependent answers."""
+    if "loudness" not in key:
+        raise UserError(f"{key.get('features')} features were made before loudness normalization (MelSpec.loudness): "
+                        "retrain the model (and rebuild its cache with dataset.py) with this version")
 
 
 class MelFeatures:
@@ -24,7 +38,8 @@ class MelFeatures:
 
     @classmethod
     def from_key(cls, key):
-        """Rebuild from key(): what a checkpoint stores."""
+        """Rebuild from key(): what a checkpoint stores. Raises UserError for a pre-loudness key."""
+        _needs_loudness(key)
         return cls(MelSpec(**{k: v for k, v in key.items() if k != "features"}))
 
     def __init__(self, spec):
@@ -39,6 +54,7 @@ class MelFeatures:
         return self.spec.segment_samples / self.spec.sr
 
     def __call__(self, wave):
+        wave = normalize_loudness(wave, self.sr, self.spec.loudness)
         return {"segments": segment(log_mel(wave, self.spec), self.spec.segment_frames)}
 
 
@@ -62,8 +78,9 @@ class MusicnnFeatures:
 
     @classmethod
     def from_key(cls, key):
+        _needs_loudness(key)
         spec = MusicnnSpec(musicnn_model=key["musicnn_model"], layer=key["layer"])
-        return cls(spec, MelSpec(**key["segment_grid"]))
+        return cls(spec, MelSpec(**key["segment_grid"], loudness=key["loudness"]))
 
     def __init__(self, spec, mel):
         self.spec, self.mel, self.sr = spec, mel, musicnn.SR
@@ -75,7 +92,7 @@ class MusicnnFeatures:
 
     def key(self):
         grid = {"sr": self.mel.sr, "hop": self.mel.hop, "segment": self.mel.segment}
-        return {"features": self.name, **vars(self.spec), "segment_grid": grid}
+        return {"features": self.name, **vars(self.spec), "segment_grid": grid, "loudness": self.mel.loudness}
 
     def __getstate__(self):  # workers load their own copy of the weights
         return {**self.__dict__, "_model": None}
@@ -83,6 +100,8 @@ class MusicnnFeatures:
     def __call__(self, wave):
         if self._model is None:
             self._model = musicnn.load(self.spec.musicnn_model)
+        # musicnn.preprocess stays faithful to the original (--musicnn-tags); the level is set here
+        wave = normalize_loudness(wave, self.sr, self.mel.loudness)
         emb = musicnn.embed(self._model, wave, self.spec.layer)  # (P, D)
         seg_s = self.segment_seconds
         n_seg = (1 + round(len(wave) / self.sr * self.mel.sr) // self.mel.hop) // self.mel.segment_frames

@@ -1,7 +1,9 @@
 """Atomic writes: a file is either absent or complete, never half-written.
 
 Everything we persist (caches, checkpoints, metrics, split lists) goes through here: write to a
-temporary file in the same folder, fsync, then rename over the target (rename is atomic on POSIX).
+temporary file in the same folder, fsync, then rename over the target (rename is atomic on POSIX),
+then fsync the folder so the rename itself survives a power cut. Files get the mode a plain open()
+would give (0666 minus the umask), not mkstemp's private 0600, so shared storage stays readable.
 """
 import json
 import os
@@ -10,6 +12,30 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+
+
+def _umask():
+    """The process umask. Linux shows it in /proc (thread-safe); elsewhere set it and set it back."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError):
+        mask = os.umask(0o22)
+        os.umask(mask)
+        return mask
+
+
+def _fsync_dir(folder):
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # some file systems do not open folders; the rename is still atomic
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 @contextmanager
@@ -21,9 +47,11 @@ def atomic_path(path):
     os.close(fd)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -5,6 +5,7 @@ convolution with a 1-channel one whose kernel is the sum of the pretrained RGB k
 the pretrained net computes on the mel copied to all 3 channels, at a third of the stem's cost.
 A BatchNorm2d(1) in front maps dB values to roughly unit scale, as ImageNet normalisation would.
 """
+import sys
 from pathlib import Path
 
 import torch
@@ -113,22 +114,69 @@ class VisionMusicnn(nn.Module):
         return self.head(h)                           # (B, n_classes)
 
 
+def _read_state_dict(path):
+    """torch.load a state dict safely (weights_only); None when the file is damaged. DDP's
+    `module.` prefix is stripped, and a {"state_dict": ...} wrapper is unwrapped."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, bad pickle, refused global: all "not a usable file"
+        return None, f"{type(e).__name__}: {str(e).splitlines()[0][:80] if str(e) else ''}"
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        return None, "not a state dict of tensors"
+    if state and all(k.startswith("module.") for k in state):  # saved from DistributedDataParallel
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state, ""
+
+
+def check_fits(arch, state, source):
+    """Raise a one-line UserError unless `state` has exactly torchvision `arch`'s keys and shapes."""
+    from genreclf.errors import UserError
+
+    with torch.device("meta"):  # shapes only: no memory for the weights
+        want = {k: v.shape for k, v in torchvision.models.get_model(arch, weights=None).state_dict().items()}
+    missing = [k for k in want if k not in state]
+    extra = [k for k in state if k not in want]
+    shapes = [k for k in want if k in state and tuple(state[k].shape) != tuple(want[k])]
+    if missing or extra or shapes:
+        parts = [f"{len(missing)} missing (e.g. {missing[0]})" if missing else "",
+                 f"{len(extra)} unexpected (e.g. {extra[0]})" if extra else "",
+                 f"{len(shapes)} of another shape (e.g. {shapes[0]}: {tuple(state[shapes[0]].shape)} "
+                 f"instead of {tuple(want[shapes[0]])})" if shapes else ""]
+        raise UserError(f"{source}: not {arch} ImageNet weights: keys {', '.join(p for p in parts if p)}")
+
+
 def imagenet_state_dict(arch, weights_file=None):
     """torchvision's ImageNet weights for `arch`: from `weights_file`, or downloaded once into
-    TORCH_HOME/hub/checkpoints. Offline, a UserError names the file and where to put it."""
+    TORCH_HOME/hub/checkpoints. Every failure is a one-line UserError naming the file: missing,
+    truncated or corrupt, or the weights of another architecture. Keys with DDP's `module.` prefix
+    load. A corrupt file in the cache is deleted and fetched again; offline, the error says where
+    to put a good copy."""
     from genreclf.errors import UserError
 
     if weights_file:
         if not Path(weights_file).exists():
             raise UserError(f"weights file {weights_file} does not exist")
-        return torch.load(weights_file, map_location="cpu", weights_only=True)
+        state, why = _read_state_dict(weights_file)
+        if state is None:
+            raise UserError(f"{weights_file}: not a readable state dict, truncated or corrupt ({why})")
+        check_fits(arch, state, weights_file)
+        return state
     weights = torchvision.models.get_model_weights(arch).DEFAULT
     target = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    corrupt = ""
+    if target.exists() and _read_state_dict(target)[0] is None:
+        corrupt = f"the cached copy at {target} was corrupt ({_read_state_dict(target)[1]}) and was deleted; "
+        print(f"warning: {target}: cached ImageNet weights are corrupt; deleting them and downloading again", file=sys.stderr)
+        target.unlink()
     try:
-        return weights.get_state_dict(progress=True)
+        state = weights.get_state_dict(progress=True)
     except Exception as e:  # URLError, socket errors, HTTP errors: all mean "could not fetch"
-        raise UserError(f"cannot download ImageNet weights {Path(weights.url).name} ({type(e).__name__}); "
+        raise UserError(f"{corrupt}cannot download ImageNet weights {Path(weights.url).name} ({type(e).__name__}); "
                         f"download {weights.url} elsewhere and put it at {target}, or pass --weights FILE") from None
+    check_fits(arch, state, target)
+    return state
 
 
 def freeze(model, mode):

@@ -66,3 +66,13 @@ def test_cache_key_follows_parameters(tmp_path):
     assert cache_dir(tmp_path, a) == cache_dir(tmp_path, b)
     assert cache_dir(tmp_path, a) != cache_dir(tmp_path, c)
     assert digest(MelSpec(segment=3.0)) != digest(MelSpec())
+
+
+def test_featurizer_is_log_mel_of_the_loudness_normalized_clip(tmp_path):
+    from genreclf.features import normalize_loudness
+    spec = MelSpec(segment=1.0)
+    wave = sine(440, 3.0, spec.sr, amp=0.02) + sine(3000, 3.0, spec.sr, amp=0.01)
+    ours = MelFeatures(spec)(wave)["segments"]
+    expected = segment(log_mel(normalize_loudness(wave, spec.sr, spec.loudness), spec), spec.segment_frames)
+    assert np.allclose(ours, expected, atol=1e-4)
+    assert cache_dir(tmp_path, MelFeatures(MelSpec(loudness=-14.0))) != cache_dir(tmp_path, MelFeatures(MelSpec()))
