@@ -73,11 +73,181 @@ def extraction(workers, augment):
     return {"seconds": seconds, "clips": n, "s_per_clip": seconds / n}
 
 
-def musicnn_clip():
+def _median(xs):
+    return float(np.median(xs))
+
+
+def _interleaved(fns, rounds):
+    """Run each of fns in turn, `rounds` times (A B A B ...): {name: [seconds of each round]}.
+    Interleaving shares any load from other processes fairly between the paths compared."""
+    times = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t)
+    return times
+
+
+def musicnn_clip(n_clips=6, rounds=3):
+    """musicnn on the same clips, the code path from before the speed work (reference=True: NCHW
+    front end, batches of 32 patches) against today's, interleaved: clips/s one clip at a time and
+    on all clips' patches in one call, the largest taggram difference, and the decode share."""
+    import torch
     from genreclf import audio, musicnn
     model = musicnn.load("MSD_musicnn")
-    wave = audio.load(MINI / "wav" / "metal" / "metal.00001.wav", musicnn.SR)
-    return {"musicnn_s_per_clip": best_of(lambda: musicnn.embed(model, wave, "max_pool"), 3)}
+    paths = sorted((MINI / "wav").glob("*/*.00001.wav"))[:n_clips]
+    t = time.perf_counter()
+    patches = [musicnn.preprocess(audio.load(p, musicnn.SR)) for p in paths]
+    decode_s = (time.perf_counter() - t) / n_clips
+    every = np.concatenate(patches)
+    for ref in (True, False):  # start-up: lazy initialisation, first allocations of each path
+        musicnn.run(model, patches[0], reference=ref)
+    one = _interleaved({"before": lambda: [musicnn.run(model, p, reference=True) for p in patches],
+                        "now": lambda: [musicnn.run(model, p) for p in patches]}, rounds)
+    batch = _interleaved({"before": lambda: musicnn.run(model, every, reference=True),
+                          "now": lambda: musicnn.run(model, every)}, rounds)
+    diff = max(float(np.abs(musicnn.run(model, p)["taggram"] - musicnn.run(model, p, reference=True)["taggram"]).max())
+               for p in patches)
+    one_s = {k: _median(v) / n_clips for k, v in one.items()}
+    batch_s = {k: _median(v) / n_clips for k, v in batch.items()}
+    return {"musicnn_s_per_clip": one_s["now"], "musicnn_before_s_per_clip": one_s["before"],
+            "musicnn_speedup_vs_before": one_s["before"] / one_s["now"],
+            "musicnn_batch_s_per_clip": batch_s["now"], "musicnn_batch_before_s_per_clip": batch_s["before"],
+            "musicnn_batch_speedup_vs_before": batch_s["before"] / batch_s["now"],
+            "musicnn_taggram_max_diff_vs_before": diff, "musicnn_decode_s_per_clip": decode_s,
+            "clips": n_clips, "patches": len(every), "rounds": rounds, "torch_threads": torch.get_num_threads(),
+            "spread": {"one_clip": {k: [round(x / n_clips, 3) for x in v] for k, v in one.items()},
+                       "batch": {k: [round(x / n_clips, 3) for x in v] for k, v in batch.items()}}}
+
+
+def _musicnn_rows(r):
+    m = r["musicnn"]
+    spread = lambda k: "-".join(f"{x:.2f}" for x in (min(m["spread"][k]["now"]), max(m["spread"][k]["now"])))
+    return [(f"musicnn, one 30 s clip at a time ({m['clips']} clips x {m['rounds']} rounds)",
+             f"{m['musicnn_s_per_clip']:.2f} s/clip ({1 / m['musicnn_s_per_clip']:.1f} clips/s)",
+             f"{m['musicnn_speedup_vs_before']:.2f}x the port before (its {m['musicnn_before_s_per_clip']:.2f} s/clip), "
+             f"rounds {spread('one_clip')} s; decoding + patches {m['musicnn_decode_s_per_clip'] * 1e3:.0f} ms/clip", "≥ 2x"),
+            (f"musicnn, {m['clips']} clips' {m['patches']} patches in one call",
+             f"{m['musicnn_batch_s_per_clip']:.2f} s/clip ({1 / m['musicnn_batch_s_per_clip']:.1f} clips/s)",
+             f"{m['musicnn_batch_speedup_vs_before']:.2f}x the port before ({m['musicnn_batch_before_s_per_clip']:.2f} s/clip), "
+             f"taggram within {m['musicnn_taggram_max_diff_vs_before']:.0e} of it", "≥ 2x, ≤ 1e-4")]
+
+
+def _bench_checkpoint(folder, kind):
+    """A checkpoint as main.py saves it, untrained: base2dcnn on log-mel, or q2 on musicnn max_pool."""
+    from genreclf import checkpoint
+    from genreclf.featurizers import MelFeatures, MusicnnFeatures, MusicnnSpec
+    from genreclf.features import MelSpec
+    from model import build
+
+    if kind == "base2dcnn":
+        kwargs, features = {"n_classes": 8, "input_shape": {"mel": (128, 172)}}, {"mel": MelFeatures(MelSpec()).key()}
+    else:
+        kwargs, features = {"n_classes": 8, "input_shape": {"musicnn": (753,)}}, {"musicnn": MusicnnFeatures(MusicnnSpec(), MelSpec()).key()}
+    model = build(kind, **kwargs)
+    path = Path(folder) / f"{kind}.pt"
+    checkpoint.save(path, model=kind, kwargs=kwargs, genres=list("abcdefgh"), features=features, state=model.state_dict())
+    return path
+
+
+def predict_batch(n_files=100, q2_files=24, workers=2):
+    """predict on n_files 30 s files (gtzan_mini's clips, linked cyclically), the way predict.py
+    ran before (one file after the other, in one process, musicnn on its old path) against
+    predict_many (workers decode and featurize while the model runs), for base2dcnn and, on the
+    first q2_files, q2 (musicnn embeddings: minutes per 100 files the old way). Interleaved
+    (A B A B for base2dcnn, A B for q2), on the same files."""
+    import torch
+    from genreclf import checkpoint, musicnn, predict
+
+    clips = sorted((MINI / "wav").glob("*/*.wav"))
+    out = {"files": n_files, "workers": workers, "torch_threads": torch.get_num_threads()}
+    with tempfile.TemporaryDirectory() as d:
+        files = []
+        for i in range(n_files):
+            link = Path(d) / "in" / f"{i:03d}-{clips[i % len(clips)].name}"
+            link.parent.mkdir(exist_ok=True)
+            link.symlink_to(clips[i % len(clips)])
+            files.append(link)
+        for kind, rounds, some in (("base2dcnn", 2, files), ("q2", 1, files[:q2_files])):
+            clf = predict.Classifier(*checkpoint.load_model(_bench_checkpoint(d, kind)))
+            clf(files[0])  # start-up: lazy initialisation, the musicnn weights
+
+            last = {}
+
+            def before():
+                musicnn.REFERENCE = True
+                try:
+                    last["before"] = [clf(f) for f in some]
+                finally:
+                    musicnn.REFERENCE = False
+
+            def now():
+                last["now"] = [o for _, o, _, _ in predict.predict_many(clf, some, workers)]
+            times = _interleaved({"before": before, "now": now}, rounds)
+            diff = max(float(np.abs(x["probs"] - y["probs"]).max()) for x, y in zip(last["before"], last["now"]))
+            out[kind] = {"files": len(some), "before_s": _median(times["before"]), "now_s": _median(times["now"]),
+                         "rounds": times, "max_prob_diff": diff}
+    out["predict_batch_speedup"] = out["base2dcnn"]["before_s"] / out["base2dcnn"]["now_s"]
+    out["predict_batch_speedup_q2"] = out["q2"]["before_s"] / out["q2"]["now_s"]
+    return out
+
+
+def _predict_batch_rows(r):
+    p = r["predict_batch"]
+    return [(f"predict {p[kind]['files']} files of 30 s, {kind}", f"{p[kind]['now_s']:.1f} s ({p[kind]['now_s'] / p[kind]['files'] * 1e3:.0f} ms/file)",
+             f"{p[kind]['before_s'] / p[kind]['now_s']:.2f}x one file at a time before ({p[kind]['before_s']:.1f} s); "
+             f"{p['workers']} worker processes", "≥ 2x") for kind in ("base2dcnn", "q2")]
+
+
+def _seed_extract(paths, augment):
+    """The seed project's extraction, as it was: librosa.load at 22050 Hz, librosa's mel and dB, one
+    process; augmented copies by numpy noise and roll, librosa time_stretch and pitch_shift."""
+    import librosa
+    from genreclf.augment import AugmentSpec
+    spec, aug, rng = __import__("genreclf.features", fromlist=["MelSpec"]).MelSpec(), AugmentSpec(), np.random.default_rng(0)
+
+    def mel(y):
+        return librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=22050, n_fft=spec.n_fft, hop_length=spec.hop, n_mels=spec.n_mels))
+    for path in paths:
+        y, _ = librosa.load(path, sr=22050)
+        mel(y)
+        if augment:
+            power = float(np.mean(y.astype(np.float64) ** 2))
+            mel(y + rng.standard_normal(len(y)).astype(np.float32) * np.float32(np.sqrt(power / 10 ** (aug.noise_snr / 10))))
+            mel(np.roll(y, int(rng.uniform(-aug.shift_max, aug.shift_max) * 22050)))
+            mel(librosa.effects.time_stretch(y=y, rate=aug.stretch_rate))
+            mel(librosa.effects.pitch_shift(y=y, sr=22050, n_steps=aug.pitch_steps))
+
+
+def extraction_vs_seed(workers=2):
+    """Our extraction (genreclf.extract, `workers` processes) against the seed's (_seed_extract)
+    on gtzan_mini's clips, without and with the 4 augmentations. Ours runs before and after the
+    seed (A B A), and its mean is the one compared; the first call of each pays numba's start-up."""
+    from genreclf.augment import warm_up
+    paths = sorted(p for p in (MINI / "wav").glob("*/*") if p.suffix in (".wav", ".mp3"))
+    warm_up()  # librosa's numba kernels, for both: a user's install pays this once
+    _seed_extract(paths[:1], True)
+    out = {"clips": len(paths), "workers": workers}
+    for augment in (False, True):
+        ours = [extraction(workers, augment)["seconds"]]
+        t = time.perf_counter()
+        _seed_extract(paths, augment)
+        seed = time.perf_counter() - t
+        ours.append(extraction(workers, augment)["seconds"])
+        key = "aug" if augment else "plain"
+        out[key] = {"seed_s": seed, "ours_s": ours, "speedup": seed / float(np.mean(ours))}
+    out["extraction_speedup_vs_seed"] = out["plain"]["speedup"]
+    out["extraction_aug_speedup_vs_seed"] = out["aug"]["speedup"]
+    return out
+
+
+def _extraction_seed_rows(r):
+    e = r["extraction_seed"]
+    return [(f"extract gtzan_mini ({e['clips']} clips){label}, {e['workers']} workers",
+             f"{np.mean(e[k]['ours_s']):.1f} s ({'-'.join(f'{x:.1f}' for x in e[k]['ours_s'])})",
+             f"{e[k]['speedup']:.2f}x the seed's librosa extraction in one process ({e[k]['seed_s']:.1f} s)", target)
+            for k, label, target in (("plain", "", "≥ 3x"), ("aug", " + 4 augmentations", "≥ 2x"))]
 
 
 def musicnn_long(minutes):
@@ -103,7 +273,7 @@ def training():
     from model import MODELS, build, inputs_of
     shapes = {"mel": (128, 172), "musicnn": (753,)}
     out = {}
-    for name in sorted(MODELS):
+    for name in sorted(n for n in MODELS if n not in ("mfcc_svm", "musicnn_svm")):  # those have no SGD step
         torch.manual_seed(0)
         model = build(name, n_classes=8, input_shape={k: shapes[k] for k in inputs_of(name)})
         opt = torch.optim.Adam(model.parameters())
@@ -118,6 +288,49 @@ def training():
         heavy = name.startswith(("vgg", "resnet"))
         out[name] = 32 / best_of(step, 1 if heavy else 5)
     return {"train_segments_per_s": out, "base2dcnn_epoch_projected_s": 580 * 7 / out["base2dcnn"]}
+
+
+def augment_cost(n_segments=580 * 7, batch=32):
+    """Per-batch cost of each online augmentation (recipe.py) on 128 x 172 log-mel segments, next
+    to one Base2DCNN training step, projected to an epoch of the course split (580 clips x 7)."""
+    import torch
+    from dataclasses import replace
+    from genreclf import recipe
+    from genreclf.data import FeatureSet
+    from genreclf.train import TrainConfig
+    from model import build
+
+    torch.manual_seed(0)
+    n = 64 * 7  # 64 clips of 7 segments in memory: crops read two segments per window
+    fs = FeatureSet({"mel": np.random.default_rng(0).normal(size=(n, 128, 172)).astype(np.float32)},
+                    np.zeros(n, dtype=np.int64), np.arange(n) // 7, [str(i) for i in range(n // 7)], np.arange(n) % 7)
+    idx = np.arange(batch) * 7 + 3
+    model = build("base2dcnn", n_classes=8, input_shape={"mel": (128, 172)})
+    opt = torch.optim.Adam(model.parameters())
+    xs, y = {"mel": torch.from_numpy(fs.x["mel"][idx])}, torch.zeros(batch, dtype=torch.long)
+
+    def step():
+        loss = torch.nn.functional.cross_entropy(model(xs["mel"]), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    base = TrainConfig()
+    aug = {"random crop": lambda: recipe.epoch_view(fs, replace(base, random_crop=True), 1).x["mel"][idx],
+           "SpecAugment (2 x 16 bands, 2 x 24 frames)": lambda: recipe.augment_batch(xs, y, replace(base, freq_mask=16, time_mask=24), 1, 0),
+           "mixup": lambda: recipe.augment_batch(xs, y, replace(base, mixup=0.2), 1, 0),
+           "gain": lambda: recipe.augment_batch(xs, y, replace(base, gain_db=6.0), 1, 0),
+           "no augmentation (batch gather only)": lambda: fs.x["mel"][idx]}
+    per_batch = {k: best_of(f, 10) for k, f in aug.items()}
+    step_s = best_of(step, 3)
+    batches = n_segments / batch
+    return {"augment_ms_per_batch": {k: v * 1e3 for k, v in per_batch.items()}, "train_step_ms": step_s * 1e3,
+            "augment_s_per_epoch": {k: v * batches for k, v in per_batch.items()}, "train_epoch_s": step_s * batches}
+
+
+def _augment_rows(r):
+    a = r["augment_cost"]
+    return [(f"{k}, per epoch of 580 x 7 segments", f"{v:.2f} s", f"{100 * v / a['train_epoch_s']:.1f}% of a Base2DCNN epoch "
+             f"({a['train_epoch_s']:.0f} s)", "") for k, v in a["augment_s_per_epoch"].items()]
 
 
 def predict_song():
@@ -139,6 +352,116 @@ def predict_song():
             "predict_song_channels": channels, "predict_song_sr": sr, "torch_threads": torch.get_num_threads()}
 
 
+def _scale_cache(root, n_clips, segments=2, shape=(128, 172), n_genres=8):
+    """A synthetic mel cache as dataset.py leaves it (index.json + the segment pack), without the
+    per-clip files: n_clips clips of `segments` random segments, genres round-robin. Filled in
+    blocks, so building it needs little memory. Returns the cache dir."""
+    from genreclf.io import atomic_path
+
+    cache = Path(root) / f"mel-{n_clips}"
+    cache.mkdir(parents=True)
+    rng, block, n = np.random.default_rng(0), 1024, n_clips * segments
+    with atomic_path(cache / "segments-synthetic.npy") as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, *shape))
+        for i in range(0, n, block):
+            out[i:i + block] = rng.standard_normal((min(block, n - i), *shape), dtype=np.float32)
+        out.flush()
+        del out
+    clips = [{"id": f"g{k % n_genres}/clip{k:06d}", "genre": f"g{k % n_genres}", "versions": ["orig"],
+              "rows": {"orig": [k * segments, segments]}} for k in range(n_clips)]
+    write_json(cache / "index.json", {"spec": {"features": "mel"}, "augment": [], "pack": "segments-synthetic.npy",
+                                      "splits": {"train": clips, "val": [], "test": []}, "skipped": {}})
+    return cache
+
+
+def _rss_anon_mb():
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _scale_train(cache, n_batches=200, batch_size=32):
+    """Train base2dcnn on n_batches shuffled batches drawn across the whole cache, in this process;
+    print {peak RssAnon (sampled every 2 ms by a thread), segments/s (median step), ...} as JSON."""
+    import threading
+
+    import torch
+    from genreclf import data as D
+    from model import build
+
+    peak, stop = [_rss_anon_mb()], threading.Event()
+
+    def sample():
+        while not stop.wait(0.002):
+            peak[0] = max(peak[0], _rss_anon_mb())
+    threading.Thread(target=sample, daemon=True).start()
+    t0 = time.perf_counter()
+    fs = D.load_clips({"mel": cache}, D.split_ids(cache)["train"], D.genres_of(cache))
+    load_s = time.perf_counter() - t0
+    torch.manual_seed(0)
+    model = build("base2dcnn", n_classes=len(D.genres_of(cache)), input_shape={"mel": fs.x["mel"].shape[1:]})
+    opt = torch.optim.Adam(model.parameters())
+    steps, t0 = [], time.perf_counter()
+    epochs = (D.batches(fs, batch_size, shuffle=True, seed=e) for e in range(n_batches))  # a new order each epoch
+    for xs, y in (batch for epoch in epochs for batch in epoch):
+        if len(steps) == n_batches:
+            break
+        t = time.perf_counter()
+        loss = torch.nn.functional.cross_entropy(model(xs["mel"]), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        steps.append((time.perf_counter() - t, t - (steps[-1][2] if steps else t0), time.perf_counter()))
+    total = time.perf_counter() - t0
+    stop.set()
+    peak[0] = max(peak[0], _rss_anon_mb())
+    step_s = np.array([s[0] + s[1] for s in steps])  # read + train of each batch
+    print(json.dumps({"segments": len(fs), "load_s": load_s, "train_s": total, "peak_rss_anon_mb": peak[0],
+                      "segments_per_s_median": batch_size / float(np.median(step_s)),
+                      "segments_per_s_mean": len(steps) * batch_size / total,
+                      "read_ms_median": 1e3 * float(np.median([s[1] for s in steps]))}))
+
+
+def scale(sizes=(2000, 16000), batches=None):
+    """Synthetic caches of 2,000 and 16,000 clips x 2 segments (0.35 and 2.8 GB): peak anonymous
+    memory and throughput of 200 training batches (BENCH_SCALE_BATCHES) of base2dcnn drawn across
+    the whole cache, each size in its own process."""
+    import shutil
+
+    batches = batches or int(os.environ.get("BENCH_SCALE_BATCHES", 200))
+
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as root:
+        need = 1.1 * max(sizes) * 2 * 128 * 172 * 4 + 1.1 * min(sizes) * 2 * 128 * 172 * 4
+        if shutil.disk_usage(root).free < need:
+            raise SystemExit(f"bench scale needs {need / 1e9:.1f} GB free in {root}")
+        for n in sizes:
+            t = time.perf_counter()
+            cache = _scale_cache(root, n)
+            build_s = time.perf_counter() - t
+            r = subprocess.run([sys.executable, "-c", f"import bench; bench._scale_train({str(cache)!r}, {batches})"],
+                               capture_output=True, text=True, cwd=REPO)
+            if r.returncode:
+                raise SystemExit(f"scale {n}: {r.stderr[-2000:]}")
+            out[n] = {**json.loads(r.stdout.strip().splitlines()[-1]), "clips": n, "build_s": build_s,
+                      "pack_gb": (cache / "segments-synthetic.npy").stat().st_size / 1e9}
+    small, large = out[min(sizes)], out[max(sizes)]
+    return {"sizes": {str(k): v for k, v in out.items()}, "batches": batches,
+            "scale_rss_anon_ratio": large["peak_rss_anon_mb"] / small["peak_rss_anon_mb"],
+            "scale_throughput_ratio": large["segments_per_s_median"] / small["segments_per_s_median"]}
+
+
+def _scale_rows(r):
+    s = r["scale"]
+    rows = [(f"train base2dcnn {s['batches']} batches of 32 from a {v['clips']:,}-clip cache ({v['segments']:,} segments, {v['pack_gb']:.2f} GB)",
+             f"{v['segments_per_s_median']:.0f} segments/s", f"peak RssAnon {v['peak_rss_anon_mb']:.0f} MB; "
+             f"{v['train_s']:.0f} s, read {v['read_ms_median']:.1f} ms/batch (median)", "") for v in s["sizes"].values()]
+    rows.append(("large / small cache", f"{s['scale_throughput_ratio']:.2f}x throughput",
+                 f"{s['scale_rss_anon_ratio']:.2f}x peak RssAnon", "≥ 0.8x throughput, ≤ 1.2x memory"))
+    return rows
+
+
 def _extraction_rows(results):
     rows = []
     for k, label in (("extract_1w", "1 worker"), ("extract_2w", "2 workers"),
@@ -151,7 +474,99 @@ def _extraction_rows(results):
 # name -> (function run in a child process, rows(results of all sections run) -> [(what, value, notes, target)],
 #          summary(results) -> {bench.json key: value}). A section's rows and summary may read other sections'
 #          results; they are only asked for when those ran too.
+
+LEVELS = ("-30 dB", "original", "peak 0 dBFS", "float x8")
+
+
+def _at_level(y, level):
+    """(samples, soundfile subtype) of clip y at one of LEVELS; 16-bit like a user's WAV, except float x8."""
+    return {"-30 dB": (y * 10 ** (-30 / 20), "PCM_16"), "original": (y, "PCM_16"),
+            "peak 0 dBFS": (y / np.abs(y).max(), "PCM_16"), "float x8": (y * 8, "FLOAT")}[level]
+
+
+def loudness():
+    """Train the demo model (8 genres of gtzan_mini, random 4/1/2 per genre, base2dcnn, no
+    augmentation, BENCH_LOUDNESS_EPOCHS epochs, default 20), then classify each of its 56 clips
+    written at LEVELS: how often is the top-1 the one at the original level? Also the change of
+    log-mel and musicnn clip embeddings across levels, with and without loudness normalization."""
+    import soundfile as sf
+    import torch
+    from genreclf import audio, checkpoint, musicnn
+    from genreclf.features import MelSpec, log_mel
+    from genreclf.featurizers import MelFeatures, MusicnnFeatures
+
+    genres = "classical,country,disco,hiphop,jazz,metal,pop,reggae"
+    epochs = int(os.environ.get("BENCH_LOUDNESS_EPOCHS", 20))
+    with tempfile.TemporaryDirectory() as work:
+        common = ["--data-dir", str(MINI), "--work-dir", work]
+        t = time.perf_counter()
+        for cmd in (["split_data.py", *common, "--split", "random", "--genres", genres, "--val-per-class", "1", "--test-per-class", "2"],
+                    ["dataset.py", *common, "--workers", "2", "--augment", ""],
+                    ["main.py", *common, "--model", "base2dcnn", "--epochs", str(epochs), "--do_train", "--out", f"{work}/run"]):
+            r = subprocess.run([sys.executable, str(REPO / cmd[0]), *cmd[1:]], capture_output=True, text=True, cwd=REPO)
+            if r.returncode:
+                raise SystemExit(f"{cmd[0]} failed: {r.stderr[-1500:]}")
+        train_s = time.perf_counter() - t
+        model, ckpt = checkpoint.load_model(Path(work) / "run" / "best.pt")
+        feat = MelFeatures.from_key(ckpt["features"]["mel"])
+        clips = sorted(p for g in genres.split(",") for p in (MINI / "wav" / g).glob("*.wav"))
+        top, mel_change = {lv: [] for lv in LEVELS}, {"normalized": [], "raw": []}
+        for clip in clips:
+            y, sr = sf.read(clip, dtype="float32")
+            mels = {}
+            for lv in LEVELS:
+                path = Path(work) / "level.wav"
+                samples, subtype = _at_level(y, lv)
+                sf.write(path, samples, sr, subtype=subtype)
+                wave = audio.load(path, feat.sr, on_warning=lambda m: None)
+                x = torch.as_tensor(feat(wave)["segments"])
+                with torch.no_grad():
+                    top[lv].append(int(torch.softmax(model(x), 1).mean(0).argmax()))
+                mels[lv] = {"normalized": x.numpy(), "raw": log_mel(wave, feat.spec)}  # raw: what a model without it sees
+            for kind in mel_change:
+                mel_change[kind] += [float(np.abs(mels[lv][kind] - mels["original"][kind]).mean()) for lv in LEVELS]
+        agree = {lv: float(np.mean(np.array(top[lv]) == np.array(top["original"]))) for lv in LEVELS}
+        truth = [ckpt["genres"].index(c.parent.name) for c in clips]  # train clips included: context only
+        accuracy = float(np.mean(np.array(top["original"]) == np.array(truth)))
+        # musicnn: one clip per genre (embedding a clip takes about a second)
+        n_mus = int(os.environ.get("BENCH_LOUDNESS_MUSICNN_CLIPS", 8))
+        mfeat = MusicnnFeatures(MusicnnFeatures.Spec(), MelSpec())
+        net = musicnn.load(mfeat.spec.musicnn_model)
+        change = {"normalized": [], "raw": []}
+        for clip in [c for c in clips if c.stem.endswith("00000")][:n_mus]:
+            y, sr = sf.read(clip, dtype="float32")
+            emb = {}
+            for lv in LEVELS:
+                path = Path(work) / "level.wav"
+                samples, subtype = _at_level(y, lv)
+                sf.write(path, samples, sr, subtype=subtype)
+                wave = audio.load(path, musicnn.SR, on_warning=lambda m: None)
+                emb[lv] = {"normalized": mfeat(wave)["clip"], "raw": musicnn.embed(net, wave, mfeat.spec.layer).mean(0)}
+            for kind in change:
+                o = emb["original"][kind]
+                change[kind] += [float(np.linalg.norm(emb[lv][kind] - o) / np.linalg.norm(o)) for lv in LEVELS if lv != "original"]
+    return {"epochs": epochs, "train_s": train_s, "accuracy_all_clips": accuracy, "clips": len(clips),
+            "top1_agreement": agree, "mel_mean_abs_db_change": {k: float(np.max(v)) for k, v in mel_change.items()},
+            "musicnn_clips": n_mus, "musicnn_rel_l2_change": {k: {"max": max(v), "mean": float(np.mean(v))} for k, v in change.items()}}
+
+
+def _loudness_rows(r):
+    x = r["loudness"]
+    rows = [(f"top-1 = top-1 at original level, {lv}", f"{x['top1_agreement'][lv]:.1%}",
+             f"{x['clips']} clips, base2dcnn {x['epochs']} epochs (accuracy on all, train included: {x['accuracy_all_clips']:.2f})", "≥ 95%")
+            for lv in LEVELS if lv != "original"]
+    for kind in ("normalized", "raw"):
+        c = x["musicnn_rel_l2_change"][kind]
+        rows.append((f"musicnn clip embedding change across levels, {kind}", f"max {c['max']:.4f}, mean {c['mean']:.4f}",
+                     f"relative L2, {x['musicnn_clips']} clips", ""))
+        rows.append((f"log-mel change across levels, {kind}", f"{x['mel_mean_abs_db_change'][kind]:.3f} dB",
+                     "max over clips of the mean |dB| difference", ""))
+    return rows
+
+
+
 SECTIONS = {
+    "scale": (scale, _scale_rows, lambda r: {k: r["scale"][k] for k in ("scale_rss_anon_ratio", "scale_throughput_ratio")}),
     "logmel": (logmel, lambda r: [("log-mel, one 30 s clip",
                                    f"{r['logmel']['logmel_ours_ms']:.1f} ms (librosa {r['logmel']['logmel_librosa_ms']:.1f} ms)",
                                    f"{r['logmel']['logmel_speedup_vs_librosa']:.2f}x librosa, max diff {r['logmel']['logmel_max_abs_db_diff']:.4f} dB", "≤ 0.05 dB")],
@@ -163,8 +578,12 @@ SECTIONS = {
                        lambda r: _extraction_rows(r) + [("GTZAN-sized extraction (1,000 clips, 4 augmentations, 2 workers)",
                                                           f"{r['extract_aug_2w']['s_per_clip'] * 1000:.0f} s projected", "", "")],
                        lambda r: {"gtzan_extraction_projected_s": r["extract_aug_2w"]["s_per_clip"] * 1000}),
-    "musicnn": (musicnn_clip, lambda r: [("musicnn embedding, one 30 s clip", f"{r['musicnn']['musicnn_s_per_clip']:.2f} s", "", "")],
-                lambda r: {"musicnn_s_per_clip": r["musicnn"]["musicnn_s_per_clip"]}),
+    "musicnn": (musicnn_clip, _musicnn_rows,
+                lambda r: {k: r["musicnn"][k] for k in ("musicnn_s_per_clip", "musicnn_speedup_vs_before", "musicnn_batch_speedup_vs_before")}),
+    "predict_batch": (predict_batch, _predict_batch_rows,
+                      lambda r: {k: r["predict_batch"][k] for k in ("predict_batch_speedup", "predict_batch_speedup_q2")}),
+    "extraction_seed": (extraction_vs_seed, _extraction_seed_rows,
+                        lambda r: {k: r["extraction_seed"][k] for k in ("extraction_speedup_vs_seed", "extraction_aug_speedup_vs_seed")}),
     **{f"musicnn_{m}min": (lambda m=m: musicnn_long(m),
                            lambda r, m=m: [(f"musicnn tags, {m} min stereo 44.1 kHz file", f"{r[f'musicnn_{m}min']['seconds']:.1f} s",
                                             f"{r[f'musicnn_{m}min']['patches']} patches, in chunks", "memory bounded")], None)
@@ -176,6 +595,8 @@ SECTIONS = {
     "predict": (predict_song, lambda r: [(f"predict a {r['predict']['predict_song_seconds']:.0f} s stereo {r['predict']['predict_song_sr']} Hz song, Base2DCNN",
                                           f"{r['predict']['predict_3min_s']:.2f} s", "after start-up", "")],
                 lambda r: {"predict_3min_s": r["predict"]["predict_3min_s"]}),
+    "augment_cost": (augment_cost, _augment_rows, lambda r: {"augment_s_per_epoch": r["augment_cost"]["augment_s_per_epoch"]}),
+    "loudness": (loudness, _loudness_rows, lambda r: {"loudness_top1_agreement_min": min(r["loudness"]["top1_agreement"].values())}),
 }
 
 

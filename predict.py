@@ -2,7 +2,11 @@
 
     python predict.py song.mp3 my_music/ --top-k 3
     python predict.py song.ogg --timeline --format json --output song.json
-    python predict.py song.wav --musicnn-tags MTT_musicnn      # musicnn's own tags, no training needed
+    python predict.py --musicnn-tags song.wav                  # musicnn's own tags, no training needed
+    python predict.py song.wav --musicnn-tags --musicnn-model MTT_musicnn
+
+Every file given or found gets one line: its result, or `error: <file>: <problem>` on stderr.
+Files are decoded by --workers processes while the model runs on the files before them.
 """
 import argparse
 import json
@@ -11,56 +15,85 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from genreclf import audio, predict
+from genreclf import audio, predict, pretrained
 from genreclf.checkpoint import load_model
-from genreclf.errors import UserError, run_cli
+from genreclf.errors import run_cli
 from genreclf.experiment import newest_run
 from genreclf.io import write_text
 from genreclf.musicnn import MODELS as MUSICNN_MODELS
 from genreclf.train import resolve_device
 
 
+def _argv(argv):
+    """Keep the old spelling `--musicnn-tags MTT_musicnn` (and `--musicnn-tags=MTT_musicnn`): a model
+    name right after the flag becomes --musicnn-model. The flag itself takes no value, so
+    `--musicnn-tags song.wav` leaves the path a path."""
+    out = []
+    for a in argv:
+        if a.startswith("--musicnn-tags="):
+            out += ["--musicnn-tags", "--musicnn-model=" + a.split("=", 1)[1]]
+        elif out and out[-1] == "--musicnn-tags" and a in MUSICNN_MODELS:
+            out.append("--musicnn-model=" + a)
+        else:
+            out.append(a)
+    return out
+
+
+def _problems(paths):
+    """(files, error lines, warning lines) for the paths given: audio.find_audio's problems are
+    errors, except its notes that it kept one of two formats or met a folder twice (warnings)."""
+    files, problems = audio.find_audio(paths)
+    notes = [p for p in problems if ": kept;" in p or "already scanned" in p]
+    return files, [p for p in problems if p not in notes], notes
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="+", metavar="PATH", help="audio files or directories (searched recursively)")
     p.add_argument("--checkpoint", default=None, help="a best.pt (default: the newest under runs/)")
-    p.add_argument("--musicnn-tags", nargs="?", const="MSD_musicnn", choices=MUSICNN_MODELS, default=None,
-                   help="print musicnn's own tags instead of genres (default model: MSD_musicnn)")
+    p.add_argument("--musicnn-tags", action="store_true", help="print musicnn's own tags instead of genres")
+    p.add_argument("--musicnn-model", default="MSD_musicnn", choices=MUSICNN_MODELS, help="the musicnn of --musicnn-tags")
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--timeline", action="store_true", help="add every segment's start, end, top label and probabilities")
     p.add_argument("--format", default="table", choices=["table", "json", "csv"])
     p.add_argument("--output", default=None, help="write here instead of standard output")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    args = p.parse_args()
+    p.add_argument("--workers", type=int, default=2, help="processes that decode and featurize files (0: none)")
+    p.add_argument("--hop", type=float, default=0.0, metavar="SECONDS",
+                   help="genre models: overlapping windows every SECONDS (less than the segment), probabilities averaged "
+                        "over them (default: the non-overlapping segment grid)")
+    args = p.parse_args(_argv(sys.argv[1:]))
 
     device = resolve_device(args.device)
     if args.musicnn_tags:
-        runner, key = predict.Tagger(args.musicnn_tags, device), "tags"
+        runner, key = predict.Tagger(args.musicnn_model, device), "tags"
     else:
         ckpt_path = Path(args.checkpoint) if args.checkpoint else (newest_run() or Path("runs")) / "best.pt"
-        if not args.checkpoint and not ckpt_path.exists():
-            raise UserError("no trained model under runs/: train one with `make demo` or `python main.py --model base2dcnn`, "
-                            "pass --checkpoint FILE, or use --musicnn-tags")
+        if not args.checkpoint and not ckpt_path.exists():  # no run of your own: the shipped model, checked by SHA-256
+            ckpt_path = pretrained.checkpoint_path()
+            print(f"note: no --checkpoint and no run under runs/: using the shipped model {ckpt_path.relative_to(pretrained.REPO)} "
+                  f"(GTZAN's 10 genres; see {pretrained.CARD})", file=sys.stderr)
         model, ckpt = load_model(ckpt_path)
-        runner, key = predict.Classifier(model, ckpt, device), "probabilities"
+        runner, key = predict.Classifier(model, ckpt, device, hop=args.hop), "probabilities"
 
-    files, failed = [], 0
-    for path in map(Path, args.paths):
-        if not path.exists():
-            print(f"error: {path}: no such file or directory", file=sys.stderr)
-            failed += 1
-        elif path.is_dir() and not audio.find_audio([path]):
-            print(f"error: {path}: no audio files found ({', '.join(audio.AUDIO_EXTS)})", file=sys.stderr)
+    files, errors, notes = _problems(args.paths)
+    for line in notes:
+        print(f"warning: {line}", file=sys.stderr)
+    for line in errors:
+        print(f"error: {line}", file=sys.stderr)
+    failed = len(errors)
+    results = []
+    progress = tqdm(total=len(files), desc="classify", unit="file", disable=len(files) < 3 or not sys.stderr.isatty())
+    for path, out, error, warnings in predict.predict_many(runner, files, args.workers):
+        if warnings:  # one line per file: a file read at two rates would otherwise warn twice
+            print(f"warning: {warnings[0]}", file=sys.stderr)
+        if error:
+            print(f"error: {error}", file=sys.stderr)
             failed += 1
         else:
-            files += audio.find_audio([path])
-    results = []
-    for f in tqdm(files, desc="classify", unit="file", disable=len(files) < 3 or not sys.stderr.isatty()):
-        try:
-            results.append(predict.result(f, runner(f), runner.genres, args.top_k, args.timeline, key))
-        except audio.AudioError as e:
-            print(f"error: {e}", file=sys.stderr)
-            failed += 1
+            results.append(predict.result(path, out, runner.genres, args.top_k, args.timeline, key))
+        progress.update()
+    progress.close()
     text = {"json": lambda: json.dumps(results, indent=2),
             "csv": lambda: predict.csv_rows(results, runner.genres, key),
             "table": lambda: predict.table(results, key)}[args.format]()

@@ -4,7 +4,15 @@ Audio is decoded once and processed in chunks of CHUNK_SEGMENTS segments (about 
 clip's length), so feature memory is bounded whatever the file's length, and the dB floor of each
 chunk is set as it was on the 30 s training clips. A file's probabilities are the mean of its
 segments' softmax, as in evaluation.
+
+`predict_many` runs a list of files in worker processes, up to `workers + 1` files ahead, and
+yields results in input order. On CPU each worker decodes, featurizes (`prepare`) and runs the
+model (`finish`) on one torch thread; with CUDA the workers decode and featurize while this
+process runs the model. Calling a runner on one path does both steps in this process.
 """
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+
 import numpy as np
 import torch
 
@@ -19,24 +27,35 @@ MUSICNN_CHUNK_PATCHES = 64  # about 3 minutes of audio per musicnn batch
 class Classifier:
     """A checkpoint's model with the featurizers its inputs were trained on."""
 
-    def __init__(self, model, ckpt, device="cpu"):
+    def __init__(self, model, ckpt, device="cpu", hop=0.0):
         self.model = model.to(device).eval()
         self.genres = ckpt["genres"]
         self.device = device
         self.featurizers = {name: FEATURIZERS[key["features"]].from_key(key) for name, key in ckpt["features"].items()}
         self.segment_s = next(iter(self.featurizers.values())).segment_seconds  # all share one grid
+        if hop and not 0 < hop <= self.segment_s:
+            from .errors import UserError
+            raise UserError(f"--hop {hop}: must be more than 0 and at most the {self.segment_s:.2f} s segment")
+        self.hop = hop
 
-    @torch.no_grad()
-    def __call__(self, path):
-        """{"duration", "segments": [(start, end)], "probs": (n_segments, n_genres)} for one file."""
+    def chunk_starts(self, duration, chunk_s):
+        """Start times (s) of the chunks to featurize. With --hop, the whole grid again from every
+        offset 0, hop, 2 hop, ... below one segment: windows start at k * segment + j * hop (every
+        `hop` seconds when it divides the segment), each featurizer (musicnn too) on its own audio."""
+        for offset in np.arange(0, self.segment_s - 1e-6, self.hop) if self.hop else [0.0]:
+            yield from (float(s) for s in np.arange(offset, duration, chunk_s))
+
+    def prepare(self, path, on_warning=None):
+        """Decode and featurize one file (no model): {"duration", "chunks": [[input per model input]]}.
+        Runs in a worker process in predict_many. Raises audio.AudioError."""
         waves = {}
         for name, f in self.featurizers.items():
             if f.sr not in waves:
-                waves[f.sr] = audio.load(path, f.sr)
+                waves[f.sr] = audio.load(path, f.sr, on_warning=on_warning)
         duration = len(next(iter(waves.values()))) / next(iter(waves))
         chunk_s = CHUNK_SEGMENTS * self.segment_s
-        probs = []
-        for start in np.arange(0, duration, chunk_s):
+        chunks = []
+        for start in self.chunk_starts(duration, chunk_s):
             inputs = {}
             for name, f in self.featurizers.items():
                 w = waves[f.sr][int(round(start * f.sr)):int(round((start + chunk_s) * f.sr))]
@@ -45,29 +64,28 @@ class Classifier:
                 except ValueError:  # the tail is shorter than one segment: dropped, as in training
                     inputs = None
                     break
-            if not inputs:
-                continue
-            n = min(len(x) for x in inputs.values())
-            xs = [torch.as_tensor(inputs[k][:n], device=self.device) for k in self.model.inputs]
+            if inputs:
+                n = min(len(x) for x in inputs.values())
+                chunks.append({**{k: v[:n] for k, v in inputs.items()}, "start": start})
+        if not chunks:
+            raise audio.AudioError(f"{audio.shown(path)}: {duration:.2f} s is shorter than one {self.segment_s:.2f} s segment")
+        return {"duration": duration, "chunks": chunks}
+
+    @torch.no_grad()
+    def finish(self, prepared):
+        """The model on prepare()'s chunks: {"duration", "segments": [(start, end)], "probs": (n_segments, n_genres)}."""
+        probs, bounds = [], []
+        for inputs in prepared["chunks"]:
+            xs = [torch.as_tensor(inputs[k], device=self.device) for k in self.model.inputs]
             probs.append(torch.softmax(self.model(*xs), dim=1).cpu().numpy())
-        if not probs:
-            raise audio.AudioError(f"{path}: {duration:.2f} s is shorter than one {self.segment_s:.2f} s segment")
-        probs = np.concatenate(probs)
-        bounds = [(k * self.segment_s, (k + 1) * self.segment_s) for k in range(len(probs))]
-        return {"duration": duration, "segments": bounds, "probs": probs}
+            t0 = inputs.get("start", 0.0)
+            bounds += [(t0 + k * self.segment_s, t0 + (k + 1) * self.segment_s) for k in range(len(probs[-1]))]
+        order = np.argsort([a for a, _ in bounds], kind="stable")  # windows of every --hop offset, in time order
+        return {"duration": prepared["duration"], "segments": [bounds[i] for i in order], "probs": np.concatenate(probs)[order]}
 
-
-def result(path, out, labels, top_k, timeline, key="probabilities"):
-    """The JSON object of one file: top-k, all probabilities, and optionally the timeline."""
-    mean = out["probs"].mean(0)
-    order = np.argsort(-mean)[:top_k]
-    r = {"path": str(path), "duration": round(out["duration"], 3),
-         "top": [{LABEL[key]: labels[i], "probability": float(mean[i])} for i in order],
-         key: {g: float(p) for g, p in zip(labels, mean)}}
-    if timeline:
-        r["timeline"] = [{"start": round(a, 3), "end": round(b, 3), "top": labels[int(p.argmax())],
-                          key: {g: float(x) for g, x in zip(labels, p)}} for (a, b), p in zip(out["segments"], out["probs"])]
-    return r
+    def __call__(self, path):
+        """{"duration", "segments": [(start, end)], "probs": (n_segments, n_genres)} for one file."""
+        return self.finish(self.prepare(path))
 
 
 class Tagger:
@@ -78,14 +96,93 @@ class Tagger:
         self.genres = self.model.tags
         self.device = device
 
-    def __call__(self, path):
-        wave = audio.load(path, musicnn.SR)
-        patches = musicnn.preprocess(wave)
+    def prepare(self, path, on_warning=None):
+        """Decode one file and cut musicnn's patches: {"duration", "patches": (P, 187, 96)}."""
+        wave = audio.load(path, musicnn.SR, on_warning=on_warning)
+        return {"duration": len(wave) / musicnn.SR, "patches": musicnn.preprocess(wave)}
+
+    def finish(self, prepared):
+        patches = prepared["patches"]
         tags = np.concatenate([musicnn.run(self.model, patches[i:i + MUSICNN_CHUNK_PATCHES], self.device)["taggram"]
                                for i in range(0, len(patches), MUSICNN_CHUNK_PATCHES)])
         step = musicnn.PATCH * musicnn.HOP / musicnn.SR
-        return {"duration": len(wave) / musicnn.SR, "probs": tags,
+        return {"duration": prepared["duration"], "probs": tags,
                 "segments": [(k * step, (k + 1) * step) for k in range(len(tags))]}
+
+    def __call__(self, path):
+        return self.finish(self.prepare(path))
+
+
+_WORKER = {}  # per worker process: the runner, inherited through the pool initializer
+
+
+def _init_worker(runner, finish):
+    torch.set_num_threads(1)  # N workers x N threads would oversubscribe the cores
+    _WORKER.update(runner=runner, finish=finish)
+
+
+def _prepare(path):
+    """In a worker: (prepared or finished or None, error line or None, warning lines)."""
+    warnings, runner = [], _WORKER["runner"]
+    try:
+        prepared = runner.prepare(path, on_warning=warnings.append)
+        return (runner.finish(prepared) if _WORKER["finish"] else prepared), None, warnings
+    except audio.AudioError as e:
+        return None, str(e), warnings
+
+
+def predict_many(runner, paths, workers=2):
+    """Yield (path, out or None, error line or None, warning lines) for each path, in input order.
+
+    workers > 0: that many processes each take whole files, at most workers + 1 files ahead, so
+    memory holds a few files whatever their number; a file's decoded audio lives only in its
+    worker and its features are cut in chunks. On CPU a worker also runs the model, on one torch
+    thread: measured on 2 cores, that beat the model on 2 threads in this process with workers
+    only decoding (the model is most of base2dcnn's time, and a batch of a few segments on 2
+    threads spends much of it at OpenMP barriers). Batching segments across files did not pay
+    on CPU either: base2dcnn on 70 segments at once cost more per segment than on 7. On CUDA
+    the workers decode and featurize, and this process runs the model (forked workers must not
+    touch CUDA). workers == 0: all in this process, one file after the other.
+    """
+    if workers <= 0 or len(paths) < 2:
+        for path in paths:
+            warnings = []
+            try:
+                out = runner.finish(runner.prepare(path, on_warning=warnings.append))
+                yield path, out, None, warnings
+            except audio.AudioError as e:
+                yield path, None, str(e), warnings
+        return
+    import multiprocessing
+
+    in_worker = str(getattr(runner, "device", "cpu")) == "cpu"
+    # fork: workers start in milliseconds and inherit the runner, model included
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                             initializer=_init_worker, initargs=(runner, in_worker)) as pool:
+        todo = iter(paths)
+        pending = deque((path, pool.submit(_prepare, path)) for _, path in zip(range(workers + 1), todo))
+        while pending:
+            path, future = pending.popleft()
+            nxt = next(todo, None)
+            if nxt is not None:
+                pending.append((nxt, pool.submit(_prepare, nxt)))
+            out, error, warnings = future.result()
+            if out is not None and not in_worker:
+                out = runner.finish(out)
+            yield path, out, error, warnings
+
+
+def result(path, out, labels, top_k, timeline, key="probabilities"):
+    """The JSON object of one file: top-k, all probabilities, and optionally the timeline."""
+    mean = out["probs"].mean(0)
+    order = np.argsort(-mean)[:top_k]
+    r = {"path": audio.shown(path), "duration": round(out["duration"], 3),
+         "top": [{LABEL[key]: labels[i], "probability": float(mean[i])} for i in order],
+         key: {g: float(p) for g, p in zip(labels, mean)}}
+    if timeline:
+        r["timeline"] = [{"start": round(a, 3), "end": round(b, 3), "top": labels[int(p.argmax())],
+                          key: {g: float(x) for g, x in zip(labels, p)}} for (a, b), p in zip(out["segments"], out["probs"])]
+    return r
 
 
 def table(results, key):

@@ -72,3 +72,18 @@ def test_eval_shortcut_equals_plain_forward(net):
     for block in list(net.timbral) + list(net.temporal):
         with torch.no_grad():
             assert torch.allclose(block.pooled(x), block(x).amax(dim=3), atol=1e-5)
+
+
+def test_fast_path_equals_reference_path(net):
+    """The CPU fast path (sign-folded channels_last front end, in groups of patches) computes what
+    the path from before the speed work computed, for a batch that is not a multiple of the group."""
+    import torch
+    x = torch.as_tensor(musicnn.preprocess(np.random.default_rng(0).standard_normal(16000 * 10).astype(np.float32) * 0.1))
+    with torch.no_grad():
+        fast, ref = net(x), net(x, reference=True)
+        for block in list(net.timbral) + list(net.temporal):
+            z = torch.randn(3, 1, 140, 96)
+            assert torch.allclose(block.pooled_fast(z), block.pooled(z), atol=1e-5)
+    assert len(x) % musicnn.FRONT_PATCHES == 1
+    for k in ref:
+        assert torch.allclose(fast[k], ref[k], atol=1e-4), k

@@ -47,8 +47,11 @@ def test_generated_files_good_and_bad(trained_run, wav_factory, tmp_path):
     r, results = predict_json(tmp_path / "in", "--checkpoint", trained_run / "best.pt")
     assert r.returncode == 1
     assert sorted(res["path"] for res in results) == sorted([str(mono), str(stereo)])
-    errors = r.stderr.strip().splitlines()
+    lines = r.stderr.strip().splitlines()
+    errors = [x for x in lines if x.startswith("error:")]
     assert "Traceback" not in r.stderr and len(errors) == 3
+    warnings = [x for x in lines if x not in errors]  # the 16 kHz file is below the model's 22050 Hz
+    assert len(warnings) == 1 and warnings[0].startswith(f"warning: {mono}") and "16000 Hz" in warnings[0]
     for name, problem in (("short.wav", "shorter than one"), ("silent.wav", "silent"), ("corrupt.mp3", "corrupt")):
         assert any(name in e and problem in e for e in errors), (name, errors)
 
@@ -61,7 +64,7 @@ def test_missing_path_empty_dir_and_unsupported(trained_run, tmp_path):
     assert r.returncode == 1 and "Traceback" not in r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 3
-    assert "no such file" in lines[0] and "no audio files" in lines[1] and "unsupported format" in lines[2]
+    assert "no such file" in lines[0] and "no audio files" in lines[1] and "not an audio file" in lines[2]
 
 
 def test_no_checkpoint_says_how_to_train(tmp_path):
@@ -90,3 +93,49 @@ def test_csv_and_table_formats(trained_run):
     assert header.startswith("path,duration,top,") and row.startswith(str(clip))
     r = run_script("predict.py", clip, "--checkpoint", trained_run / "best.pt")
     assert r.returncode == 0 and str(clip) in r.stdout and "30.0 s" in r.stdout
+
+
+@needs_shared
+def test_flag_before_the_path_and_old_model_spelling(tmp_path):
+    """`--musicnn-tags song.wav` used to fail with "invalid choice: 'song.wav'"."""
+    clip = MINI / "wav" / "classical" / "classical.00000.wav"
+    r = run_script("predict.py", "--musicnn-tags", clip, "--format", "json", "--top-k", 1)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)[0]["path"] == str(clip)
+    ref = np.load(SHARED / "musicnn_reference" / "classical.00000.npz")
+    r = run_script("predict.py", clip, "--musicnn-tags", "MTT_musicnn", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    mtt = np.array(list(json.loads(r.stdout)[0]["tags"].values()))
+    assert np.abs(mtt - ref["MTT_musicnn/taggram"].mean(0)).max() <= 1e-3
+
+
+def test_every_file_gets_a_line_links_and_low_rate(trained_run, wav_factory, tmp_path):
+    """A folder with a dangling link, a symlinked sub-folder and an 8 kHz file, run through the
+    worker pool: each file is a result or an error line, and the low rate is one warning line."""
+    good = wav_factory("music/a.wav", sine(440, 9, 22050), 22050)
+    wav_factory("elsewhere/b.wav", sine(330, 9, 22050), 22050)
+    low = wav_factory("music/low.wav", sine(300, 9, 8000), 8000)
+    (tmp_path / "music" / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (tmp_path / "music" / "gone.wav").symlink_to(tmp_path / "nowhere.wav")
+    r, results = predict_json(tmp_path / "music", "--checkpoint", trained_run / "best.pt", "--workers", 2)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert sorted(res["path"] for res in results) == sorted([str(good), str(low), str(tmp_path / "music" / "linked" / "b.wav")])
+    lines = r.stderr.strip().splitlines()
+    errors = [x for x in lines if x.startswith("error:")]
+    assert len(errors) == 1 and "gone.wav" in errors[0] and "dangling" in errors[0]
+    warnings = [x for x in lines if x.startswith("warning:")]
+    assert len(warnings) == 1 and "low.wav" in warnings[0] and "8000 Hz" in warnings[0]
+
+
+def test_workers_give_the_same_results_as_one_process(trained_run, wav_factory, tmp_path):
+    for i in range(3):
+        wav_factory(f"in/{i}.wav", sine(200 + 100 * i, 6, 22050), 22050)
+    wav_factory("in/short.wav", sine(440, 1, 22050))
+    outs = []
+    for workers in (0, 2):
+        r, results = predict_json(tmp_path / "in", "--checkpoint", trained_run / "best.pt", "--workers", workers)
+        assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "short.wav" in r.stderr
+        outs.append(results)
+    assert [x["path"] for x in outs[0]] == [x["path"] for x in outs[1]] and len(outs[0]) == 3
+    for a, b in zip(*outs):
+        assert a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-5)
