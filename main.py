@@ -3,6 +3,7 @@
     python main.py --model base2dcnn --epochs 30 --do_train --do_test
     python main.py --model base2dcnn --do_test --out runs/base2dcnn-20261125-130000
     python main.py --model q1 --folds 5 --seeds 0,1,2      # mean ± std over folds and seeds
+    python main.py --resume runs/q1-20261125-130000         # a run, or an experiment stopped by Ctrl+C
     torchrun --nproc_per_node 2 main.py --model base2dcnn  # DistributedDataParallel
 """
 import argparse
@@ -29,20 +30,35 @@ def main():
     p.add_argument("--out", default=None, help="run folder (default: runs/<model>-<time>)")
     p.add_argument("--do_train", "--do-train", action="store_true", help="train (the default when --do_test is not given)")
     p.add_argument("--do_test", "--do-test", action="store_true", help="score the run's best.pt on the test split")
-    p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run from its last.pt")
+    p.add_argument("--resume", default=None, metavar="RUN_DIR",
+                   help="continue an interrupted run (from its last.pt and pinned data.json) or experiment (--folds/--seeds)")
     p.add_argument("--seeds", default=None, help="comma-separated seeds: repeat the run, report mean ± std")
-    p.add_argument("--folds", type=int, default=0, help="stratified k-fold cross-validation by track")
+    p.add_argument("--folds", type=int, default=0,
+                   help="stratified k-fold cross-validation by track, grouped by artist when artists are known "
+                        "(GTZAN file names, or --groups); trains on original clips only")
+    p.add_argument("--groups", default=None, metavar="FILE",
+                   help="CSV of `path,group` (path relative to DATA/wav): the artist groups of --folds")
+    p.set_defaults(device=None)  # None: not given, so --resume keeps the run's saved device
     args = p.parse_args()
 
-    cfg = from_args(TrainConfig, args)
+    cfg = from_args(TrainConfig, args, device=args.device or TrainConfig.device)
     featurizers = {name: (lambda f=f: f.from_args(args)) for name, f in FEATURIZERS.items()}
     if args.resume:
         run_dir = Path(args.resume)
-        if not (run_dir / "config.json").exists():
-            raise UserError(f"{run_dir} is not a run folder (no config.json)")
-        saved = json.loads((run_dir / "config.json").read_text())
-        cfg = TrainConfig(**{f.name: saved["train"][f.name] for f in fields(TrainConfig)})
+        config = run_dir / ("experiment.json" if (run_dir / "experiment.json").exists() else "config.json")
+        if not config.exists():
+            raise UserError(f"{run_dir} is not a run or experiment folder (no config.json or experiment.json)")
+        saved = json.loads(config.read_text())
+        # a field newer than the run folder takes its default: the behaviour the run was made with
+        cfg = TrainConfig(**{f.name: saved["train"].get(f.name, f.default) for f in fields(TrainConfig)})
+        if args.device:  # the one setting a resume may change: where it runs
+            cfg = replace(cfg, device=args.device)
         caches = {k: Path(v) for k, v in saved["caches"].items()}
+        if config.name == "experiment.json":
+            repeat(cfg, caches, run_dir, resume=True)
+            return
+        if not (run_dir / "last.pt").exists():
+            raise UserError(f"{run_dir / 'last.pt'}: missing, nothing to resume (the run never finished an epoch)")
         run(cfg, caches, run_dir, do_train=True, do_test=args.do_test, resume=True)
         return
     do_train = args.do_train or not args.do_test
@@ -55,7 +71,7 @@ def main():
     caches = open_caches(inputs_of(cfg.model), featurizers, cache_root(args))
     if args.seeds or args.folds:
         seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else []
-        repeat(cfg, caches, new_run_dir(cfg.model, args.out), seeds, args.folds)
+        repeat(cfg, caches, new_run_dir(cfg.model, args.out), seeds, args.folds, args.groups)
         return
     if do_train:
         run_dir = new_run_dir(cfg.model, args.out)

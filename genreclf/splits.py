@@ -17,7 +17,7 @@ import numpy as np
 from . import GENRES_8, GENRES_10, REPO
 from .audio import AUDIO_EXTS
 from .errors import UserError
-from .io import write_json, write_text
+from .io import atomic_path, write_json
 
 LISTS = REPO / "gtzan" / "split"
 PARTS = ("train", "val", "test")
@@ -25,8 +25,11 @@ DEFAULT_GENRES = {"course": GENRES_8, "fault-filtered": GENRES_10, "random": Non
 
 
 def read_list(path):
-    """Non-empty, stripped lines of a split list."""
-    return [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+    """Non-empty, stripped lines of a split list. Bytes that are not UTF-8 (file names from a
+    non-UTF-8 file system) come back as the lone surrogates os.fsdecode gives them, so a path
+    read from a list is the path on disk (write_split writes them back the same way)."""
+    text = Path(path).read_bytes().decode("utf-8", "surrogateescape")
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def clip_id(relpath):
@@ -38,23 +41,35 @@ def genre_of(relpath):
     return Path(relpath).parts[0]
 
 
-def scan(data_dir, genres=None):
-    """Audio on disk: {clip_id: relpath}, checking the layout DATA/wav/<genre>/<files>."""
+def scan(data_dir, genres=None, report=print):
+    """Audio on disk: {clip_id: relpath}, checking the layout DATA/wav/<genre>/**/<files>.
+
+    Genre folders may nest sub-folders to any depth, and names may hold spaces, any Unicode or
+    bytes that are not UTF-8. audio.find_audio walks each folder, so the rules are the ones
+    predict.py uses: symbolic links followed once, and a clip present in several formats in one
+    folder (x.wav and x.mp3) kept once, lossless first (audio.PREFERENCE). Each such problem is
+    passed to `report` as one line; a missing or empty genre folder raises UserError.
+    """
+    from .audio import find_audio, shown
+
     wav = Path(data_dir) / "wav"
     if not Path(data_dir).is_dir():
         raise UserError(f"data dir {data_dir} does not exist (get GTZAN with: python split_data.py --download)")
     if not wav.is_dir():
         raise UserError(f"{data_dir} has no wav/ folder: expected {wav}/<genre>/<genre>.000NN.wav")
     if genres is None:
-        genres = sorted(p.name for p in wav.iterdir() if p.is_dir())
+        genres = sorted(p.name for p in wav.iterdir() if p.is_dir() and not p.name.startswith("."))
     found = {}
     for g in genres:
         folder = wav / g
-        files = sorted(f for f in folder.glob("*") if f.suffix.lower() in AUDIO_EXTS) if folder.is_dir() else []
+        files, problems = find_audio([folder]) if folder.is_dir() else ([], [])
         if not files:
-            raise UserError(f"genre folder {folder} is missing or has no audio files")
+            raise UserError(f"genre folder {shown(folder)} is missing or has no audio files")
+        for line in problems:
+            report(line)
         for f in files:
-            found.setdefault(clip_id(f.relative_to(wav)), str(f.relative_to(wav)))
+            rel = str(f.relative_to(wav))
+            found.setdefault(clip_id(rel), rel)
     return found
 
 
@@ -83,9 +98,36 @@ def _carve(paths, per_class, rng):
     return [p for p in paths if p not in chosen], carved
 
 
-def make_split(data_dir, split="course", genres=None, val_per_class=5, test_per_class=None, seed=0,
-               lists=LISTS):
-    """Return ({part: [relpath]}, n_missing). Deterministic for a given seed."""
+def choose_split(data_dir, genres=None, val_per_class=None, lists=LISTS):
+    """`--split auto`: (split, why). The course split when every file has GTZAN's name
+    (<genre>/<genre>.000NN.*, whatever the folder is called) and the course lists leave every
+    chosen genre more training clips than val takes and at least one test clip; else random."""
+    from .groups import is_gtzan
+
+    genres = tuple(genres or GENRES_8)
+    on_disk = scan(data_dir, genres if all((Path(data_dir) / "wav" / g).is_dir() for g in genres) else None,
+                   report=lambda line: None)
+    if not is_gtzan(list(on_disk)):
+        odd = next((n for n in on_disk if not is_gtzan([n])), "no files")
+        return "random", f"file names are not GTZAN's <genre>/<genre>.000NN (e.g. {odd})"
+    lists = Path(lists)
+    pool = read_list(lists / "train.txt") + (read_list(lists / "val.txt") if (lists / "val.txt").exists() else [])
+    train, _ = _resolve(pool, on_disk, genres)
+    test, _ = _resolve(read_list(lists / "test.txt"), on_disk, genres)
+    need = 5 if val_per_class is None else val_per_class
+    for g in genres:
+        n_train, n_test = sum(genre_of(p) == g for p in train), sum(genre_of(p) == g for p in test)
+        if n_train <= need or n_test == 0:
+            return "random", (f"GTZAN file names, but the course lists give genre {g} {n_train} training and "
+                              f"{n_test} test clips here (need more than {need} and at least 1)")
+    return "course", f"GTZAN file names, and the course lists cover all {len(genres)} genres here"
+
+
+def make_split(data_dir, split="course", genres=None, val_per_class=None, test_per_class=None, seed=0,
+               lists=LISTS, groups=None):
+    """Return ({part: [relpath]}, n_missing). Deterministic for a given seed.
+    `val_per_class` defaults to 5 (random split: 10% of a genre, 1 to 5). `groups` ({clip id:
+    group}, random split only) makes the parts group-disjoint (see groups.grouped_random_split)."""
     if split not in DEFAULT_GENRES:
         raise UserError(f"unknown split {split!r}; choose one of {', '.join(DEFAULT_GENRES)}")
     genres = tuple(genres or DEFAULT_GENRES[split] or ())
@@ -99,32 +141,52 @@ def make_split(data_dir, split="course", genres=None, val_per_class=5, test_per_
         pool = read_list(lists / "train.txt") + (read_list(lists / "val.txt") if (lists / "val.txt").exists() else [])
         train, m1 = _resolve(pool, on_disk, genres)
         test, m2 = _resolve(read_list(lists / "test.txt"), on_disk, genres)
-        train, val = _carve(train, val_per_class, rng)
+        train, val = _carve(train, 5 if val_per_class is None else val_per_class, rng)
         missing = m1 + m2
     elif split == "fault-filtered":
         ff = lists / "fault_filtered"
         parts = [_resolve(read_list(ff / f"{name}_filtered.txt"), on_disk, genres) for name in ("train", "valid", "test")]
         (train, _), (val, _), (test, _) = parts
         missing = sum(m for _, m in parts)
+    elif groups is not None:
+        from .groups import grouped_random_split
+
+        def n_test(n):
+            return test_per_class if test_per_class is not None else max(1, round(0.2 * n))
+
+        def n_val(n):
+            return val_per_class if val_per_class is not None else min(5, max(1, round(0.1 * n)))
+
+        mine = [p for p in on_disk.values() if genre_of(p) in genres]
+        parts, notes = grouped_random_split(mine, n_test, n_val, groups, rng)
+        for note in notes:
+            print(note)
+        return parts, 0
     else:
         train, val, test = [], [], []
         for g in genres:
             mine = sorted(p for p in on_disk.values() if genre_of(p) == g)
             n_test = test_per_class if test_per_class is not None else max(1, round(0.2 * len(mine)))
-            if n_test + val_per_class >= len(mine):
-                raise UserError(f"genre {g} has {len(mine)} clips: too few for {n_test} test + {val_per_class} val")
+            n_val = val_per_class if val_per_class is not None else min(5, max(1, round(0.1 * len(mine))))
+            if n_test + n_val >= len(mine):  # keep what little there is for learning, and say so
+                print(f"genre {g} has {len(mine)} clips, too few for {n_test} test + {n_val} val + 1 train: "
+                      f"all {len(mine)} go to train (the genre is learned but not validated or tested)")
+                train += mine
+                continue
             order = [mine[i] for i in rng.permutation(len(mine))]
             test += sorted(order[:n_test])
-            val += sorted(order[n_test:n_test + val_per_class])
-            train += sorted(order[n_test + val_per_class:])
+            val += sorted(order[n_test:n_test + n_val])
+            train += sorted(order[n_test + n_val:])
         missing = 0
     return {"train": train, "val": val, "test": test}, missing
 
 
 def write_split(parts, split_dir, meta):
     """Write {train,val,test}.txt and split.json (the parameters that made them) atomically."""
-    for name in PARTS:
-        write_text(Path(split_dir) / f"{name}.txt", "".join(p + "\n" for p in parts[name]))
+    for name in PARTS:  # surrogateescape: a non-UTF-8 file name is written as its own bytes
+        text = "".join(p + "\n" for p in parts[name]).encode("utf-8", "surrogateescape")
+        with atomic_path(Path(split_dir) / f"{name}.txt") as tmp:
+            Path(tmp).write_bytes(text)
     write_json(Path(split_dir) / "split.json", meta)
 
 

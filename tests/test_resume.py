@@ -104,4 +104,6 @@ def test_ctrl_c_stops_cleanly_keeps_best_and_still_tests(mini3, tmp_path):
     assert "Traceback" not in err and "stopped by Ctrl+C" in out
     m = json.loads((run / "metrics.json").read_text())
     assert 1 <= len(m["history"]) < 50 and "test_clip_accuracy" in m
+    assert m["interrupted"] is True  # a single run: Ctrl+C is an early stop, recorded as such
+    assert "stopped by Ctrl+C" in (run / "results.md").read_text()
     checkpoint.load_model(run / "best.pt")

@@ -1,0 +1,288 @@
+"""Evaluation you can trust: artist-grouped folds and splits, runs that pin their data, Ctrl+C and
+torchrun over whole experiments, bootstrap CIs and compare.py, --split auto, --device on resume."""
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from scipy.stats import binomtest
+
+from conftest import GENRES3, MINI, REPO, SHARED, needs_shared, run_script, sine
+from genreclf import checkpoint, splits
+from genreclf.groups import grouped_folds, groups_for, read_gtzan_index
+
+DEV = SHARED / "gtzan_dev"
+needs_dev = pytest.mark.skipif(not DEV.is_dir(), reason="../shared/data/gtzan_dev is absent")
+
+
+def one_line_error(r, *words):
+    assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+@pytest.fixture
+def combined(tmp_path):
+    """gtzan_mini's WAVs + gtzan_dev's FLACs (187 real clips, 10 genres) as symbolic links."""
+    if not DEV.is_dir():
+        pytest.skip("../shared/data/gtzan_dev is absent")
+    data = tmp_path / "gtzan187"
+    for src in list(MINI.glob("wav/*/*.wav")) + list(DEV.glob("wav/*/*.flac")):
+        (data / "wav" / src.parent.name).mkdir(parents=True, exist_ok=True)
+        (data / "wav" / src.parent.name / src.name).symlink_to(src)
+    return data
+
+
+def artists(ids):
+    known = read_gtzan_index()
+    return {known.get(i, f"clip:{i}") for i in ids}
+
+
+def test_gtzan_mini_alone_has_four_single_artist_genres():
+    known = read_gtzan_index()
+    single = [g for g in splits.GENRES_10 if len({known.get(f"{g}/{g}.{i:05d}") for i in range(7)}) == 1]
+    assert single == ["blues", "classical", "reggae", "rock"]
+    assert sum(a == "Bob Marley" for c, a in known.items() if c.startswith("reggae/")) == 35
+
+
+@needs_dev
+def test_artist_grouped_folds_never_share_an_artist(combined):
+    ids = list(splits.scan(combined))
+    assert len(ids) == 187
+    genres = [splits.genre_of(i) for i in ids]
+    groups, source = groups_for(ids)
+    assert "artists.txt" in source
+    notes = []
+    for seed in (0, 1):
+        folds = grouped_folds(ids, genres, groups, 5, seed, say=notes.append)
+        assert sorted(c for f in folds for c in f["test"]) == sorted(ids)  # each clip tested once
+        for f in folds:
+            train, val, test = (artists(f[p]) for p in ("train", "val", "test"))
+            assert f["train"] and f["val"] and f["test"]
+            assert not train & test and not val & test and not train & val
+    assert all("artist group" in n for n in notes)
+
+
+@needs_dev
+def test_split_data_group_by_artist_makes_artist_disjoint_parts(combined, tmp_path):
+    r = run_script("split_data.py", "--data-dir", combined, "--work-dir", tmp_path / "w", "--split", "random",
+                   "--group-by", "artist")
+    assert r.returncode == 0, r.stderr
+    assert "shared between parts: 0" in r.stdout
+    parts = splits.load_split(tmp_path / "w" / "split")
+    sets = [artists([splits.clip_id(p) for p in parts[k]]) for k in splits.PARTS]
+    assert not (sets[0] & sets[1] or sets[0] & sets[2] or sets[1] & sets[2])
+    r = run_script("split_data.py", "--data-dir", combined, "--work-dir", tmp_path / "v", "--split", "random")
+    assert "shared between parts: 0" not in r.stdout and "shared between parts:" in r.stdout  # by track: leaky
+    r = run_script("split_data.py", "--data-dir", MINI, "--work-dir", tmp_path / "ff", "--split", "fault-filtered")
+    assert "shared between parts: 0" in r.stdout
+
+
+def test_groups_file_errors_and_use(wav_factory, tmp_path):
+    for g in ("x", "y"):
+        for i in range(6):
+            wav_factory(f"d/wav/{g}/song {i}.wav", sine(220, 0.2, 8000), sr=8000)
+    common = ["split_data.py", "--data-dir", tmp_path / "d", "--work-dir", tmp_path / "w", "--split", "random",
+              "--group-by", "artist", "--test-per-class", 2, "--val-per-class", 1]
+    one_line_error(run_script(*common, "--groups", tmp_path / "none.csv"), "none.csv", "does not exist")
+    (tmp_path / "bad.csv").write_text("path,group\nx/song 0.wav\n")
+    one_line_error(run_script(*common, "--groups", tmp_path / "bad.csv"), "bad.csv", "line 2")
+    (tmp_path / "short.csv").write_text("x/song 0.wav,a\n")
+    one_line_error(run_script(*common, "--groups", tmp_path / "short.csv"), "short.csv", "lacks 11")
+    # two artists per genre, three songs each: each artist on one side only
+    (tmp_path / "ok.csv").write_text("path,group\n" + "".join(f"{g}/song {i}.wav,{g}{i // 3}\n" for g in "xy" for i in range(6)))
+    r = run_script(*common, "--groups", tmp_path / "ok.csv")
+    assert r.returncode == 0, r.stderr
+    assert "shared between parts: 0" in r.stdout
+
+
+def copy_work(mini3, tmp_path):
+    """A private copy of the mini3 work dir (splits and caches, no audio): this test re-splits it."""
+    work = tmp_path / "work"
+    shutil.copytree(mini3, work, symlinks=True)
+    return work
+
+
+@needs_shared
+def test_fold_retest_and_resume_use_pinned_clips(mini3, tmp_path):
+    work = copy_work(mini3, tmp_path)
+    common = ["--data-dir", MINI, "--work-dir", work]
+    cv = tmp_path / "cv"
+    r = run_script("main.py", *common, "--model", "baseline", "--epochs", 2, "--folds", 3, "--out", cv)
+    assert r.returncode == 0, r.stderr
+    fold = cv / "seed0-fold0"
+    pinned = json.loads((fold / "data.json").read_text())
+    before = json.loads((fold / "metrics.json").read_text())
+    assert set(pinned["parts"]) == {"train", "val", "test"} and pinned["caches"]["mel"]["index_sha256"]
+    assert all(v == ["orig"] for vs in pinned["versions"].values() for v in vs.values())  # k-fold: originals only
+    # re-split and re-extract: the cache's own split changes, the fold's pinned clips must not
+    assert run_script("split_data.py", *common, "--split", "random", "--genres", GENRES3, "--seed", 7,
+                      "--val-per-class", 2, "--test-per-class", 3).returncode == 0
+    assert run_script("dataset.py", *common, "--workers", 1).returncode == 0
+    r = run_script("main.py", *common, "--do_test", "--out", fold)
+    assert r.returncode == 0, r.stderr
+    after = json.loads((fold / "metrics.json").read_text())
+    for key in ("test_clip_accuracy", "test_clip_accuracy_ci95", "test_segment_accuracy", "confusion_matrix", "test_loss"):
+        assert after[key] == before[key], key
+    assert json.loads((fold / "predictions.json").read_text())["clip_ids"] == pinned["parts"]["test"]
+    r = run_script("main.py", "--resume", fold)
+    assert r.returncode == 0, r.stderr
+    n_train, n_val = len(pinned["parts"]["train"]), len(pinned["parts"]["val"])
+    assert f"({n_train} / {n_val} clips)" in (fold / "train.log").read_text().splitlines()[-1] or \
+        f"({n_train} / {n_val} clips)" in (fold / "train.log").read_text()
+    # a pinned clip gone from the cache: one line naming it, for --resume and --do_test alike
+    index_path = next((work / "cache").glob("mel-*/index.json"))
+    index = json.loads(index_path.read_text())
+    gone = pinned["parts"]["test"][0]
+    index["splits"] = {p: [c for c in clips if c["id"] != gone] for p, clips in index["splits"].items()}
+    index_path.write_text(json.dumps(index))
+    one_line_error(run_script("main.py", "--resume", fold), gone, "data.json")
+    one_line_error(run_script("main.py", *common, "--do_test", "--out", fold), gone)
+
+
+def wait_for(proc, condition, timeout=300):
+    t = time.time()
+    while not condition():
+        assert proc.poll() is None, "the process finished before the signal"
+        assert time.time() - t < timeout
+        time.sleep(0.02)
+
+
+@needs_shared
+def test_ctrl_c_stops_the_experiment_and_resume_finishes_it(mini3, tmp_path):
+    cv = tmp_path / "cv"
+    proc = subprocess.Popen([sys.executable, str(REPO / "main.py"), "--data-dir", str(MINI), "--work-dir", str(mini3),
+                             "--model", "baseline", "--epochs", "6", "--folds", "3", "--out", str(cv)],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = cv / "seed0-fold1" / "train.log"
+    wait_for(proc, lambda: log.exists() and "epoch   1" in log.read_text())
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    res = json.loads((cv / "results.json").read_text())
+    assert [r["run"] for r in res["runs"]] == ["seed0-fold0", "seed0-fold1"]
+    assert res["runs"][0]["counted"] and not res["runs"][1]["counted"] and res["runs"][1]["interrupted"]
+    assert res["n"] == 1 and "test_clip_accuracy_mean" not in res
+    checkpoint.load_model(cv / "seed0-fold1" / "best.pt")
+    assert not (cv / "seed0-fold2").exists()
+    fold0 = (cv / "seed0-fold0" / "metrics.json").read_text()
+    r = run_script("main.py", "--resume", cv)
+    assert r.returncode == 0, r.stderr
+    res = json.loads((cv / "results.json").read_text())
+    assert res["n"] == 3 and all(r["counted"] for r in res["runs"])
+    assert (cv / "seed0-fold0" / "metrics.json").read_text() == fold0  # finished runs are kept as they were
+    assert len(json.loads((cv / "seed0-fold1" / "metrics.json").read_text())["history"]) == 6
+    assert "resumed" in log.read_text()
+
+
+@needs_shared
+def test_torchrun_with_folds_and_seeds(mini3, tmp_path):
+    cv = tmp_path / "cv"
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(REPO / "main.py"),
+                        "--data-dir", str(MINI), "--work-dir", str(mini3), "--model", "baseline", "--epochs", "1",
+                        "--folds", "2", "--seeds", "0,1", "--out", str(cv)], cwd=REPO, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads((cv / "results.json").read_text())
+    assert res["n"] == 4
+    for run in res["runs"]:
+        hashes = json.loads((cv / run["run"] / "metrics.json").read_text())["rank_weight_hashes"]
+        assert len(hashes) == 2 and hashes[0] == hashes[1]
+        assert len(checkpoint.read(cv / run["run"] / "last.pt")["rng"]["ranks"]) == 2  # each rank's RNG states
+
+
+def write_predictions(folder, ids, true, pred):
+    folder.mkdir(parents=True, exist_ok=True)
+    genres = sorted(set(true))
+    (folder / "predictions.json").write_text(json.dumps(
+        {"genres": genres, "clip_ids": ids, "true": true, "pred": pred,
+         "probs": [[float(g == p) for g in genres] for p in pred]}))
+
+
+def test_compare_paired_difference_mcnemar_and_refusal(tmp_path):
+    ids = [f"g/c{i}" for i in range(20)]
+    true = ["a"] * 10 + ["b"] * 10
+    pred_a = list(true)
+    pred_b = list(true)
+    for i in (0, 1, 2, 3, 4, 5, 12):  # B wrong on 7 clips (6 of genre a), A wrong on clip 12 as well
+        pred_b[i] = "b" if true[i] == "a" else "a"
+    pred_a[12] = "a"
+    write_predictions(tmp_path / "A", ids, true, pred_a)
+    write_predictions(tmp_path / "B", ids, true, pred_b)
+    r = run_script("compare.py", tmp_path / "A", tmp_path / "B", "--json")
+    assert r.returncode == 0, r.stderr
+    c = json.loads(r.stdout)
+    assert c["accuracy_a"] == 0.95 and c["accuracy_b"] == 0.65 and c["difference"] == pytest.approx(0.30)
+    assert c["only_a_right"] == 6 and c["only_b_right"] == 0
+    assert c["mcnemar_exact_p"] == pytest.approx(binomtest(6, 6, 0.5).pvalue)
+    lo, hi = c["difference_ci95"]
+    assert 0 < lo < 0.30 < hi
+    assert c["recall"]["a"]["b"] == 0.4 and c["recall"]["a"]["a"] == 1.0
+    write_predictions(tmp_path / "C", ids[1:] + ["g/other"], true, pred_a)
+    one_line_error(run_script("compare.py", tmp_path / "A", tmp_path / "C"), "different test clips", "g/c0")
+    # an experiment folder pools its runs' test predictions
+    exp = tmp_path / "exp"
+    write_predictions(exp / "seed0-fold0", ids[:10], true[:10], pred_a[:10])
+    write_predictions(exp / "seed0-fold1", ids[10:], true[10:], pred_a[10:])
+    (exp / "results.json").write_text(json.dumps({"runs": [{"run": "seed0-fold0", "counted": True},
+                                                           {"run": "seed0-fold1", "counted": True}]}))
+    r = run_script("compare.py", exp, tmp_path / "B", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["accuracy_a"] == 0.95
+
+
+def test_split_auto_picks_course_for_gtzan_names_whatever_the_folder(wav_factory, tmp_path):
+    train, test = splits.read_list(splits.LISTS / "train.txt"), splits.read_list(splits.LISTS / "test.txt")
+    for g in splits.GENRES_8:
+        for rel in [p for p in train if splits.genre_of(p) == g][:7] + [p for p in test if splits.genre_of(p) == g][:1]:
+            wav_factory(f"my music/wav/{rel}", sine(220, 0.1, 8000), sr=8000)
+    r = run_script("split_data.py", "--data-dir", tmp_path / "my music", "--work-dir", tmp_path / "w", "--split", "auto")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("split: course (GTZAN file names")
+    for g in ("rock", "pop"):
+        for i in range(6):
+            wav_factory(f"other/wav/{g}/take {i}.wav", sine(220, 0.1, 8000), sr=8000)
+    r = run_script("split_data.py", "--data-dir", tmp_path / "other", "--work-dir", tmp_path / "w2", "--split", "auto",
+                   "--genres", "pop,rock")
+    assert r.returncode == 0 and r.stdout.startswith("split: random (file names are not GTZAN's"), r.stdout + r.stderr
+    make = subprocess.run(["make", "-n", "demo", f"DATA={tmp_path / 'my music'}"], cwd=REPO, capture_output=True, text=True)
+    assert "--split auto" in make.stdout
+
+
+@needs_shared
+def test_split_auto_falls_back_to_random_on_gtzan_mini(tmp_path):
+    """gtzan_mini's indices 00000-00006 of classical are all in the course test list: no training clips."""
+    r = run_script("split_data.py", "--data-dir", MINI, "--work-dir", tmp_path, "--split", "auto",
+                   "--genres", ",".join(splits.GENRES_8))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("split: random (GTZAN file names, but the course lists give genre classical 0 training")
+    assert json.loads((tmp_path / "split" / "split.json").read_text())["split"] == "random"
+
+
+@needs_shared
+def test_single_run_reports_a_ci_and_resume_takes_device(mini3, tmp_path):
+    run = tmp_path / "run"
+    common = ["--data-dir", MINI, "--work-dir", mini3]
+    r = run_script("main.py", *common, "--model", "baseline", "--epochs", 1, "--device", "cpu", "--do_train",
+                   "--do_test", "--out", run)
+    assert r.returncode == 0, r.stderr
+    m = json.loads((run / "metrics.json").read_text())
+    lo, hi = m["test_clip_accuracy_ci95"]
+    assert lo <= m["test_clip_accuracy"] <= hi and m["interrupted"] is False
+    md = (run / "results.md").read_text()
+    assert "± 0.000" not in md and f"({lo:.3f}-{hi:.3f})" in md
+    p = json.loads((run / "predictions.json").read_text())
+    assert len(p["clip_ids"]) == len(p["true"]) == len(p["probs"]) == m["test_clips"]
+    config = json.loads((run / "config.json").read_text())
+    config["train"].update(device="cuda", epochs=2)  # as if trained on a GPU machine
+    (run / "config.json").write_text(json.dumps(config))
+    r = run_script("main.py", "--resume", run, "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    assert len(json.loads((run / "metrics.json").read_text())["history"]) == 2
+    import torch
+    if not torch.cuda.is_available():  # without --device the saved one applies
+        one_line_error(run_script("main.py", "--resume", run), "--device cuda")
