@@ -90,8 +90,19 @@ def resample(wave, sr_in, sr_out):
 
 def rms_dbfs(wave):
     """RMS level of (T,) float samples in dB relative to full scale (a full-scale sine is -3 dBFS)."""
-    rms = float(np.sqrt(np.mean(np.square(wave, dtype=np.float64)))) if len(wave) else 0.0
+    # one dot product, no (T,) float64 temporary; float32 accumulation is ample for a level in dB
+    # (samples beyond 1e19, possible only in float files, overflow to +inf: loud, not silent)
+    with np.errstate(over="ignore"):
+        rms = float(np.sqrt(np.dot(wave, wave) / len(wave))) if len(wave) else 0.0
     return 20 * np.log10(max(rms, 1e-12))
+
+
+ONE_READ = 1 << 24  # samples (all channels; 64 MB of float32, 6 min of 44.1 kHz stereo) read in one call
+
+
+def _mono(block):
+    """(n, channels) float32 -> (n,): the channel mean; a mono block's column as it is."""
+    return block[:, 0] if block.shape[1] == 1 else block.mean(axis=1)
 
 
 def load(path, sr, start=0.0, duration=None, allow_silent=False, on_warning=None):
@@ -113,13 +124,16 @@ def load(path, sr, start=0.0, duration=None, allow_silent=False, on_warning=None
         raise AudioError(f"{shown(path)}: {frames / sr_in / 3600:.1f} h of audio is more than the {MAX_SECONDS // 3600} h limit")
     first = int(start * sr_in)
     count = -1 if duration is None else int(round(duration * sr_in))
-    try:  # decode in blocks, mixing each to mono, so a long stereo file never sits in memory twice
+    try:
         with _quiet_stderr(), sf.SoundFile(os.fsencode(path)) as f:
             f.seek(first)
-            blocks = [b.mean(axis=1) for b in f.blocks(blocksize=1 << 20, frames=count, dtype="float32", always_2d=True)]
+            if (frames if count < 0 else count) * channels <= ONE_READ:  # a clip: one read, no block copies
+                blocks = [_mono(f.read(frames=count, dtype="float32", always_2d=True))]
+            else:  # decode in blocks, mixing each to mono, so a long stereo file never sits in memory twice
+                blocks = [_mono(b) for b in f.blocks(blocksize=1 << 20, frames=count, dtype="float32", always_2d=True)]
     except Exception as e:
         raise AudioError(f"{shown(path)}: corrupt or truncated audio{_reason(e)}") from None
-    wave = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+    wave = (blocks[0] if len(blocks) == 1 else np.concatenate(blocks)) if blocks else np.zeros(0, np.float32)
     if len(wave) == 0:
         raise AudioError(f"{shown(path)}: contains no audio samples")
     if not np.all(np.isfinite(wave)):

@@ -21,10 +21,12 @@ class AugmentSpec:
     aug_seed: int = field(default=0, metadata={"help": "seed of the noise and shift draws"})
 
     def __post_init__(self):
+        from .errors import UserError
         bad = set(self.augment) - set(KINDS)
         if bad:
-            from .errors import UserError
             raise UserError(f"unknown augmentation {', '.join(sorted(bad))}; choose from {', '.join(KINDS)}")
+        if not self.stretch_rate > 0:
+            raise UserError(f"--stretch-rate {self.stretch_rate:g}: must be above 0")
 
     def tag(self, kind):
         """Name of one augmented copy, holding the parameters that made it."""

@@ -95,18 +95,57 @@ def log_mel(wave, spec: MelSpec, top_db=80.0):
 MAX_GAIN_DB = 50.0  # audio.load refuses clips below -60 dBFS RMS; no real clip needs more gain
 
 
+@lru_cache(maxsize=8)
+def _k_weighting(sr):
+    """BS.1770's K-weighting at `sr` as two float32 second-order sections (2, 6): the high shelf
+    (+4 dB above ~1.5 kHz, the head) then the high pass (38 Hz, RLB). The coefficients are
+    pyloudnorm's (RBJ cookbook designs for any rate), so our meter matches it."""
+    from pyloudnorm.iirfilter import IIRfilter
+
+    shelf = IIRfilter(4.0, 1 / np.sqrt(2), 1500.0, sr, "high_shelf")
+    high_pass = IIRfilter(0.0, 0.5, 38.0, sr, "high_pass")
+    return np.array([np.r_[shelf.b, shelf.a], np.r_[high_pass.b, high_pass.a]], dtype=np.float32)
+
+
+def _block_power(y, sr, block):
+    """Mean square of (T,) in blocks of `block` s with 75% overlap: (n_blocks,) float64. Block
+    bounds, count and the divisor are pyloudnorm's (its last block may run past the end)."""
+    n = len(y)
+    count = int(np.round((n / sr - block) / (block * 0.25))) + 1
+    j = np.arange(count, dtype=np.float64)
+    lo = np.minimum((block * (j * 0.25) * sr).astype(np.int64), n)
+    hi = np.minimum((block * (j * 0.25 + 1) * sr).astype(np.int64), n)
+    # sums between consecutive bounds (100 ms pieces), then prefix sums over those few hundred
+    edges = np.unique(np.concatenate(([0, n], lo, hi)))
+    pieces = np.add.reduceat(np.square(y, dtype=np.float64), edges[:-1])
+    prefix = np.concatenate(([0.0], np.cumsum(pieces)))
+    return (prefix[np.searchsorted(edges, hi)] - prefix[np.searchsorted(edges, lo)]) / (block * sr)
+
+
 def loudness_lufs(wave, sr):
     """Integrated loudness of (T,) float samples in LUFS: ITU-R BS.1770-4 (K-weighting, 400 ms
-    blocks, absolute gate -70 LUFS, relative gate -10 LU), via pyloudnorm. A clip shorter than one
-    400 ms block is measured as one block of its own length; -inf when every block is gated out."""
-    import pyloudnorm
+    blocks with 75% overlap, absolute gate -70 LUFS, relative gate -10 LU). A clip shorter than
+    one 400 ms block is measured as one block of its own length; -inf when every block is gated
+    out (or the clip is empty).
 
-    x = np.asarray(wave, dtype=np.float64)
-    block = min(0.4, len(x) / sr)
-    if block <= 0:
+    Vectorized (filter in float32, block sums in float64): about 1e-5 LU from pyloudnorm's
+    Meter.integrated_loudness (tests/test_features.py holds it within 0.01 LU), which loops over
+    blocks in Python and filters in float64, at about a quarter of its time.
+    """
+    x = np.asarray(wave, dtype=np.float32)
+    if len(x) == 0:
         return float("-inf")
-    with np.errstate(divide="ignore"):  # log10(0) of an all-zero clip is -inf, which we return
-        return float(pyloudnorm.Meter(sr, block_size=block).integrated_loudness(x))
+    import scipy.signal
+
+    power = _block_power(scipy.signal.sosfilt(_k_weighting(sr), x), sr, min(0.4, len(x) / sr))
+    with np.errstate(divide="ignore"):  # log10(0) of a silent block is -inf: gated out
+        level = -0.691 + 10 * np.log10(power)
+        kept = level >= -70.0  # absolute gate
+        if not kept.any():
+            return float("-inf")
+        relative = -0.691 + 10 * np.log10(power[kept].mean()) - 10.0
+        kept = (level > relative) & (level > -70.0)
+        return float(-0.691 + 10 * np.log10(power[kept].mean())) if kept.any() else float("-inf")
 
 
 def normalize_loudness(wave, sr, target=-23.0):

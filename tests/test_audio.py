@@ -131,3 +131,18 @@ def test_unreadable_folder_is_reported(tmp_path, wav_factory):
         assert files == [] and problems[0].startswith(f"{tmp_path / 'locked'}: cannot read folder")
     finally:
         (tmp_path / "locked").chmod(0o755)
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_one_read_and_block_decoding_give_the_same_samples(wav_factory, monkeypatch, channels):
+    from genreclf import audio
+    rng = np.random.default_rng(1)
+    data = (0.1 * rng.standard_normal((50 * 22050 + 77, channels))).astype(np.float32)  # 2 blocks of 2^20
+    path = wav_factory(f"c{channels}.flac", data[:, 0] if channels == 1 else data)
+    whole = load(path, 22050)  # a short file: one sf.read
+    part = load(path, 22050, start=0.5, duration=1.0)
+    monkeypatch.setattr(audio, "ONE_READ", 0)  # as a long file: block by block
+    assert np.array_equal(load(path, 22050), whole)
+    assert np.array_equal(load(path, 22050, start=0.5, duration=1.0), part) and len(part) == 22050
+    # PCM_16 on disk: the mono mix of the decoded samples
+    assert np.allclose(whole, sf.read(path, dtype="float32", always_2d=True)[0].mean(axis=1), atol=0)

@@ -52,3 +52,6 @@ def test_tags_name_parameters_and_unknown_kind_is_refused():
     assert spec.tag("noise") == "noise-snr15-s0" and spec.tag("pitch") == "pitch-steps-1"
     with pytest.raises(UserError, match="unknown augmentation"):
         AugmentSpec(augment=("reverb",))
+    with pytest.raises(UserError, match="--stretch-rate 0: must be above 0"):
+        AugmentSpec(stretch_rate=0)
+

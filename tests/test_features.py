@@ -76,3 +76,44 @@ def test_featurizer_is_log_mel_of_the_loudness_normalized_clip(tmp_path):
     expected = segment(log_mel(normalize_loudness(wave, spec.sr, spec.loudness), spec), spec.segment_frames)
     assert np.allclose(ours, expected, atol=1e-4)
     assert cache_dir(tmp_path, MelFeatures(MelSpec(loudness=-14.0))) != cache_dir(tmp_path, MelFeatures(MelSpec()))
+
+
+def _pyloudnorm_lufs(wave, sr):
+    """The reference meter: pyloudnorm's BS.1770-4 integrated loudness, in float64."""
+    import pyloudnorm
+    with np.errstate(divide="ignore"):
+        return float(pyloudnorm.Meter(sr, block_size=min(0.4, len(wave) / sr)).integrated_loudness(wave.astype(np.float64)))
+
+
+def _signals(sr):
+    rng = np.random.default_rng(3)
+    noise = lambda seconds, amp: (amp * rng.standard_normal(int(seconds * sr))).astype(np.float32)
+    return {"noise": noise(7.3, 0.1), "sine": sine(997, 5.0, sr, amp=0.3),
+            # below the absolute gate (-70), then quiet (about -57, under the relative gate), then loud
+            "gated": np.concatenate([noise(4, 1e-5), noise(6, 1e-3), noise(3, 0.3)]),
+            "short": noise(0.25, 0.1)}
+
+
+@pytest.mark.parametrize("sr", [22050, 16000, 44100])
+def test_loudness_agrees_with_pyloudnorm(sr):
+    from genreclf.features import loudness_lufs
+    for name, wave in _signals(sr).items():
+        assert abs(loudness_lufs(wave, sr) - _pyloudnorm_lufs(wave, sr)) < 0.01, name
+    # the relative gate drops the quiet 6 s (above -70 LUFS): the level is the loud 3 s's, where
+    # averaging all 13 s would be about 6 LU lower (only the blocks across the step differ)
+    gated = _signals(sr)["gated"]
+    assert abs(loudness_lufs(gated, sr) - loudness_lufs(gated[-3 * sr:], sr)) < 0.5
+
+
+def test_loudness_of_silence_is_minus_infinity():
+    from genreclf.features import loudness_lufs
+    assert loudness_lufs(np.zeros(22050, np.float32), 22050) == float("-inf")
+    assert loudness_lufs(np.full(22050, 1e-5, np.float32), 22050) == float("-inf")  # every block under -70 LUFS
+    assert loudness_lufs(np.zeros(0, np.float32), 22050) == float("-inf")
+
+
+@needs_shared
+def test_loudness_agrees_with_pyloudnorm_on_a_real_clip():
+    from genreclf.features import loudness_lufs
+    wave, sr = sf.read(MINI / "wav" / "classical" / "classical.00001.wav", dtype="float32")
+    assert abs(loudness_lufs(wave, sr) - _pyloudnorm_lufs(wave, sr)) < 0.01

@@ -39,7 +39,10 @@ def test_end_to_end_eight_genres(tmp_path):
     for name in ("config.json", "train.log", "metrics.json", "best.pt", "last.pt", "confusion.png", "results.json", "results.md"):
         assert (run / name).exists(), name
     m = json.loads((run / "metrics.json").read_text())
-    assert json.loads((run / "results.json").read_text())["test_clip_accuracy_mean"] == m["test_clip_accuracy"]
+    res = json.loads((run / "results.json").read_text())  # one run: its accuracy and CI, no spread over one number
+    assert res["test_clip_accuracy"] == m["test_clip_accuracy"] and "test_clip_accuracy_std" not in res
+    lo, hi = res["test_clip_accuracy_ci95"]
+    assert lo <= m["test_clip_accuracy"] <= hi
     assert m["genres"] == sorted(GENRES8.split(","))
     assert 0 <= m["test_clip_accuracy"] <= 1 and 0 <= m["test_segment_accuracy"] <= 1 and 0 <= m["test_macro_f1"] <= 1
     assert np.array(m["confusion_matrix"]).sum() == 16 and m["test_segments"] == 16 * 7
