@@ -489,10 +489,17 @@ def _extraction_rows(results):
 LEVELS = ("-30 dB", "original", "peak 0 dBFS", "float x8")
 
 
-def _at_level(y, level):
-    """(samples, soundfile subtype) of clip y at one of LEVELS; 16-bit like a user's WAV, except float x8."""
-    return {"-30 dB": (y * 10 ** (-30 / 20), "PCM_16"), "original": (y, "PCM_16"),
-            "peak 0 dBFS": (y / np.abs(y).max(), "PCM_16"), "float x8": (y * 8, "FLOAT")}[level]
+def _load_at_level(clip, level, path, sr):
+    """Clip written to `path` at one of LEVELS (16-bit like a user's WAV, except float x8), then
+    loaded as predict.py would: mono float32 at `sr`."""
+    import soundfile as sf
+    from genreclf import audio
+
+    y, rate = sf.read(clip, dtype="float32")
+    samples, subtype = {"-30 dB": (y * 10 ** (-30 / 20), "PCM_16"), "original": (y, "PCM_16"),
+                        "peak 0 dBFS": (y / np.abs(y).max(), "PCM_16"), "float x8": (y * 8, "FLOAT")}[level]
+    sf.write(path, samples, rate, subtype=subtype)
+    return audio.load(path, sr, on_warning=lambda m: None)
 
 
 def loudness():
@@ -500,9 +507,8 @@ def loudness():
     augmentation, BENCH_LOUDNESS_EPOCHS epochs, default 20), then classify each of its 56 clips
     written at LEVELS: how often is the top-1 the one at the original level? Also the change of
     log-mel and musicnn clip embeddings across levels, with and without loudness normalization."""
-    import soundfile as sf
     import torch
-    from genreclf import audio, checkpoint, musicnn
+    from genreclf import checkpoint, musicnn
     from genreclf.features import MelSpec, log_mel
     from genreclf.featurizers import MelFeatures, MusicnnFeatures
 
@@ -523,13 +529,9 @@ def loudness():
         clips = sorted(p for g in genres.split(",") for p in (MINI / "wav" / g).glob("*.wav"))
         top, mel_change = {lv: [] for lv in LEVELS}, {"normalized": [], "raw": []}
         for clip in clips:
-            y, sr = sf.read(clip, dtype="float32")
             mels = {}
             for lv in LEVELS:
-                path = Path(work) / "level.wav"
-                samples, subtype = _at_level(y, lv)
-                sf.write(path, samples, sr, subtype=subtype)
-                wave = audio.load(path, feat.sr, on_warning=lambda m: None)
+                wave = _load_at_level(clip, lv, Path(work) / "level.wav", feat.sr)
                 x = torch.as_tensor(feat(wave)["segments"])
                 with torch.no_grad():
                     top[lv].append(int(torch.softmax(model(x), 1).mean(0).argmax()))
@@ -545,13 +547,9 @@ def loudness():
         net = musicnn.load(mfeat.spec.musicnn_model)
         change = {"normalized": [], "raw": []}
         for clip in [c for c in clips if c.stem.endswith("00000")][:n_mus]:
-            y, sr = sf.read(clip, dtype="float32")
             emb = {}
             for lv in LEVELS:
-                path = Path(work) / "level.wav"
-                samples, subtype = _at_level(y, lv)
-                sf.write(path, samples, sr, subtype=subtype)
-                wave = audio.load(path, musicnn.SR, on_warning=lambda m: None)
+                wave = _load_at_level(clip, lv, Path(work) / "level.wav", musicnn.SR)
                 emb[lv] = {"normalized": mfeat(wave)["clip"], "raw": musicnn.embed(net, wave, mfeat.spec.layer).mean(0)}
             for kind in change:
                 o = emb["original"][kind]

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 
 from . import GENRES_8, GENRES_10, REPO
-from .audio import AUDIO_EXTS
 from .errors import UserError
 from .io import atomic_path, write_json
 

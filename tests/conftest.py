@@ -1,6 +1,7 @@
 """Shared fixtures. Real-data tests read ../shared/data and skip cleanly when it is absent."""
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,15 @@ def run_script(*args, cwd=REPO, timeout=600):
     """Run a top-level script with this Python; returns CompletedProcess (text)."""
     script, *rest = args
     return subprocess.run([sys.executable, str(REPO / script), *map(str, rest)], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def wait_for(proc, condition, timeout=300):
+    """Poll until condition() holds while `proc` still runs; a test whose process finished first is void."""
+    t = time.time()
+    while not condition():
+        assert proc.poll() is None, "the process finished before the condition held"
+        assert time.time() - t < timeout
+        time.sleep(0.02)
 
 
 def sine(freq, seconds, sr, amp=0.5):

@@ -5,12 +5,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from scipy.stats import binomtest
 
-from conftest import GENRES3, MINI, REPO, SHARED, needs_shared, run_script, sine
+from conftest import GENRES3, MINI, REPO, SHARED, needs_shared, run_script, sine, wait_for
 from genreclf import checkpoint, splits
 from genreclf.groups import grouped_folds, groups_for, read_gtzan_index
 
@@ -143,14 +142,6 @@ def test_fold_retest_and_resume_use_pinned_clips(mini3, tmp_path):
     index_path.write_text(json.dumps(index))
     one_line_error(run_script("main.py", "--resume", fold), gone, "data.json")
     one_line_error(run_script("main.py", *common, "--do_test", "--out", fold), gone)
-
-
-def wait_for(proc, condition, timeout=300):
-    t = time.time()
-    while not condition():
-        assert proc.poll() is None, "the process finished before the signal"
-        assert time.time() - t < timeout
-        time.sleep(0.02)
 
 
 @needs_shared

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import GENRES3, MINI, REPO, needs_shared, run_script
+from conftest import GENRES3, MINI, needs_shared, run_script
 
 GENRES8 = "classical,country,disco,hiphop,jazz,metal,pop,reggae"
 

@@ -8,7 +8,6 @@ import pytest
 import torch
 import torchvision
 
-from conftest import sine
 from genreclf import checkpoint
 from genreclf.errors import UserError
 from genreclf.features import MelSpec, loudness_lufs, normalize_loudness

@@ -4,11 +4,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 
-from conftest import MINI, REPO, needs_shared, run_script
+from conftest import MINI, REPO, needs_shared, run_script, wait_for
 from genreclf import checkpoint
 
 
@@ -20,11 +19,7 @@ def start(*args):
 
 def kill_when(proc, condition, timeout=300):
     """SIGKILL `proc` as soon as condition() holds; the test is void if it had already finished."""
-    t = time.time()
-    while not condition():
-        assert proc.poll() is None, "the process finished before it could be killed"
-        assert time.time() - t < timeout
-        time.sleep(0.02)
+    wait_for(proc, condition, timeout)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
 
@@ -94,10 +89,7 @@ def test_ctrl_c_stops_cleanly_keeps_best_and_still_tests(mini3, tmp_path):
     proc = subprocess.Popen([sys.executable, str(REPO / "main.py"), "--data-dir", str(MINI), "--work-dir", str(mini3),
                              "--model", "base2dcnn", "--epochs", "50", "--do_train", "--do_test", "--out", str(run)],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    t = time.time()
-    while not ((run / "train.log").exists() and "epoch   1" in (run / "train.log").read_text()):
-        assert proc.poll() is None and time.time() - t < 300
-        time.sleep(0.02)
+    wait_for(proc, lambda: (run / "train.log").exists() and "epoch   1" in (run / "train.log").read_text())
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
