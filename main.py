@@ -8,10 +8,11 @@
 """
 import argparse
 import json
+import sys
 from dataclasses import fields, replace
 from pathlib import Path
 
-from genreclf import checkpoint
+from genreclf import checkpoint, rundata
 from genreclf.config import add_flags, from_args
 from genreclf.errors import UserError, run_cli
 from genreclf.experiment import new_run_dir, newest_run, open_caches, repeat, result_row, run, summarize
@@ -68,7 +69,19 @@ def main():
             raise UserError(f"--do_test needs a trained checkpoint: none at {run_dir or f'runs/{cfg.model}-*'}/best.pt "
                             f"(train one first, or pass --out RUN_DIR)")
         cfg = replace(cfg, model=checkpoint.read(run_dir / "best.pt")["model"])
-    caches = open_caches(inputs_of(cfg.model), featurizers, cache_root(args))
+    try:
+        caches = open_caches(inputs_of(cfg.model), featurizers, cache_root(args))
+    except UserError:
+        pinned = None if do_train else rundata.read(run_dir)
+        if pinned is None:
+            raise
+        # test only, and these flags name no cache: the run's pinned caches are the ones it was made from
+        caches = rundata.caches_of(pinned)
+        missing = [str(c) for c in caches.values() if not (c / "index.json").exists()]
+        if missing:
+            raise UserError(f"{run_dir / 'data.json'}: its caches {', '.join(missing)} are gone: rerun dataset.py "
+                            f"with the run's feature flags (see {run_dir / 'config.json'})") from None
+        print(f"note: using the caches pinned in {run_dir / 'data.json'}", file=sys.stderr)
     if args.seeds or args.folds:
         seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else []
         repeat(cfg, caches, new_run_dir(cfg.model, args.out), seeds, args.folds, args.groups)

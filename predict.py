@@ -73,6 +73,8 @@ def main():
             ckpt_path = pretrained.checkpoint_path()
             print(f"note: no --checkpoint and no run under runs/: using the shipped model {ckpt_path.relative_to(pretrained.REPO)} "
                   f"(GTZAN's 10 genres; see {pretrained.CARD})", file=sys.stderr)
+        elif not args.checkpoint:
+            print(f"note: no --checkpoint: using the newest run's {ckpt_path}", file=sys.stderr)
         model, ckpt = load_model(ckpt_path)
         runner, key = predict.Classifier(model, ckpt, device, hop=args.hop), "probabilities"
 

@@ -277,3 +277,19 @@ def test_single_run_reports_a_ci_and_resume_takes_device(mini3, tmp_path):
     import torch
     if not torch.cuda.is_available():  # without --device the saved one applies
         one_line_error(run_script("main.py", "--resume", run), "--device cuda")
+
+
+@needs_shared
+def test_do_test_alone_uses_the_runs_pinned_caches(trained_run, tmp_path):
+    """`main.py --do_test --out RUN` with no data flags: the caches pinned in data.json, not gtzan/'s."""
+    import shutil
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    r = run_script("main.py", "--do_test", "--out", run)
+    assert r.returncode == 0, r.stderr
+    assert "using the caches pinned in" in r.stderr
+    assert json.loads((run / "metrics.json").read_text())["test_clips"] == 6
+    pinned = json.loads((run / "data.json").read_text())
+    pinned["caches"]["mel"]["dir"] = str(tmp_path / "gone")
+    (run / "data.json").write_text(json.dumps(pinned))
+    one_line_error(run_script("main.py", "--do_test", "--out", run), "are gone")
