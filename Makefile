@@ -3,16 +3,17 @@ PY      := .venv/bin/python
 DATA    ?= gtzan
 WORK    ?= work/$(notdir $(abspath $(DATA)))
 GENRES  ?= classical,country,disco,hiphop,jazz,metal,pop,reggae
-# The shipped course split on gtzan/; a stratified random split on any other folder (gtzan_mini has no lists).
-SPLIT   ?= $(if $(filter gtzan gtzan/,$(DATA)),course,random)
-SPLIT_FLAGS ?= $(if $(filter random,$(SPLIT)),--val-per-class 1 --test-per-class 2,--val-per-class 5)
+# auto: the shipped course split when DATA holds GTZAN's file names (whatever the folder is called) and
+# the course lists cover every genre there; else a stratified random split. split_data.py says which and why.
+SPLIT   ?= auto
+SPLIT_FLAGS ?= $(if $(filter random,$(SPLIT)),--val-per-class 1 --test-per-class 2,)
 AUGMENT ?= noise,shift,stretch,pitch
 MODEL   ?= base2dcnn
 EPOCHS  ?= 20
 WORKERS ?= 2
 RUN     ?= runs/demo-$(MODEL)
 
-.PHONY: test demo bench cv clean
+.PHONY: test demo bench cv clean gpu-check
 .venv/done: requirements.txt
 	python3 -m venv .venv
 	$(PY) -m pip install -q -r requirements.txt
@@ -25,24 +26,56 @@ test: .venv/done
 
 demo: .venv/done
 	$(PY) split_data.py --data-dir $(DATA) --work-dir $(WORK) --split $(SPLIT) --genres $(GENRES) $(SPLIT_FLAGS) \
-		$(if $(wildcard $(DATA)/wav),,--download)
+		$(if $(filter gtzan gtzan/,$(DATA))$(if $(wildcard $(DATA)/wav),,none),--download)
 	$(PY) dataset.py --data-dir $(DATA) --work-dir $(WORK) --augment $(AUGMENT) --workers $(WORKERS)
 	$(PY) main.py --data-dir $(DATA) --work-dir $(WORK) --model $(MODEL) --epochs $(EPOCHS) --do_train --do_test --out $(RUN)
 
 bench: .venv/done
 	$(PY) bench.py
 
+# Every CUDA path on this machine's GPUs, under 5 minutes; one line and exit 0 where there is no GPU.
+gpu-check: .venv/done
+	$(PY) gpu_check.py
+
 clean:
 	rm -rf work runs .pytest_cache
 
-# k-fold table of the README: every model family on gtzan_mini (8 genres), 5 folds by track.
-CV_WORK ?= work/cv-$(notdir $(abspath $(DATA)))
-CV_FLAGS ?= --folds 5 --seed 0
+# k-fold table of the README: artist-grouped folds on gtzan_mini + gtzan_dev (187 real clips, 10 genres),
+# joined as symbolic links under work/ (no audio is copied). Extend the table by adding model:epochs specs:
+#   make cv CV_MODELS="baseline:20 resnet18:6"
+CV_SHARED ?= ../shared/data
+CV_DATA   ?= work/gtzan187
+CV_MODELS ?= baseline:20 base2dcnn:20 q2:30
+CV_FLAGS  ?= --folds 5 --seed 0
 cv: .venv/done
-	$(PY) split_data.py --data-dir $(DATA) --work-dir $(CV_WORK) --split random --genres $(GENRES) $(SPLIT_FLAGS)
-	$(PY) dataset.py --data-dir $(DATA) --work-dir $(CV_WORK) --workers $(WORKERS)
-	$(PY) dataset.py --data-dir $(DATA) --work-dir $(CV_WORK) --workers $(WORKERS) --features musicnn
-	for spec in baseline:20 q1:20 base2dcnn:20 q2:30 resnet18:6 resnet34_musicnn:6 vgg13:3; do \
+	for g in blues classical country disco hiphop jazz metal pop reggae rock; do mkdir -p $(CV_DATA)/wav/$$g; \
+		for f in $(abspath $(CV_SHARED))/gtzan_mini/wav/$$g/*.wav $(abspath $(CV_SHARED))/gtzan_dev/wav/$$g/*.flac; do \
+			ln -sfn $$f $(CV_DATA)/wav/$$g/; done; done
+	$(PY) split_data.py --data-dir $(CV_DATA) --split random --group-by artist
+	$(PY) dataset.py --data-dir $(CV_DATA) --workers $(WORKERS)
+	$(PY) dataset.py --data-dir $(CV_DATA) --workers $(WORKERS) --features musicnn
+	for spec in $(CV_MODELS); do \
 		m=$${spec%%:*}; e=$${spec##*:}; \
-		$(PY) main.py --data-dir $(DATA) --work-dir $(CV_WORK) --model $$m --epochs $$e $(CV_FLAGS) --out runs/cv-$$m || exit 1; \
+		$(PY) main.py --data-dir $(CV_DATA) --model $$m --epochs $$e $(CV_FLAGS) --out runs/cv-$$m || exit 1; \
 	done
+
+# The training-recipe table (README, "Training recipe", issue #13): the classic baselines, the seed's recipe
+# and the new one, on the artist-grouped folds of `cv`; rows and flags are in recipe_table.py, which skips
+# the rows whose runs/cv-recipe/<row>/results.json exists. Table: runs/cv-recipe/table.md.
+.PHONY: cv-data cv-recipe pretrained
+cv-data: .venv/done
+	for g in blues classical country disco hiphop jazz metal pop reggae rock; do mkdir -p $(CV_DATA)/wav/$$g; \
+		for f in $(abspath $(CV_SHARED))/gtzan_mini/wav/$$g/*.wav $(abspath $(CV_SHARED))/gtzan_dev/wav/$$g/*.flac; do \
+			ln -sfn $$f $(CV_DATA)/wav/$$g/; done; done
+	$(PY) split_data.py --data-dir $(CV_DATA) --split random --group-by artist
+	$(PY) dataset.py --data-dir $(CV_DATA) --workers $(WORKERS)
+	$(PY) dataset.py --data-dir $(CV_DATA) --workers $(WORKERS) --features musicnn
+cv-recipe: cv-data
+	$(PY) recipe_table.py --data-dir $(CV_DATA)
+
+# The shipped default model (pretrained/, README "Classify your own music"): the best row of the
+# recipe table, trained on all 187 clips on CPU; prints its size, time and SHA-256 (genreclf/pretrained.py).
+PRETRAINED_FLAGS ?= --model q2 --epochs 30 --optimizer adamw --weight-decay 0.01 --schedule cosine --warmup 1 \
+	--label-smoothing 0.1 --mixup 0.2 --patience 100 --seed 0
+pretrained: cv-data   # one thread: the same float sums in the same order, hence the same bytes
+	OMP_NUM_THREADS=1 $(PY) -m genreclf.pretrained --data-dir $(CV_DATA) $(PRETRAINED_FLAGS)

@@ -7,6 +7,7 @@ to load; its forward takes them in that order and returns logits (B, n_classes).
 """
 from functools import partial
 
+from .classic import MfccSVM, MusicnnSVM
 from .cnn import Base2DCNN, Baseline, Q1
 from .mlp import Q2
 from .vision import VisionMusicnn, VisionNet
@@ -20,6 +21,8 @@ MODELS = {
     "q2": Q2,
     **{arch: partial(VisionNet, arch) for arch in VISION},
     "resnet34_musicnn": partial(VisionMusicnn, "resnet34"),
+    "mfcc_svm": MfccSVM,        # scikit-learn baselines: fitted by fit_sklearn, not by SGD
+    "musicnn_svm": MusicnnSVM,
 }
 
 

@@ -67,10 +67,11 @@ def test_missing_path_empty_dir_and_unsupported(trained_run, tmp_path):
     assert "no such file" in lines[0] and "no audio files" in lines[1] and "not an audio file" in lines[2]
 
 
-def test_no_checkpoint_says_how_to_train(tmp_path):
-    r = run_script("predict.py", "x.wav", cwd=tmp_path)  # no runs/ here
-    assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert "train one" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+def test_no_checkpoint_falls_back_to_the_shipped_model_in_one_line(tmp_path):
+    r = run_script("predict.py", "x.wav", cwd=tmp_path)  # no runs/ here: pretrained/ (tests/test_recipe.py)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and "Traceback" not in r.stderr and len(lines) == 2
+    assert "using the shipped model" in lines[0] and "x.wav: no such file" in lines[1]
 
 
 @needs_shared

@@ -1,0 +1,110 @@
+"""The shipped default model: pretrained/ in the repository, checked by SHA-256 when loaded.
+
+    python -m genreclf.pretrained --data-dir work/gtzan187 --model q2 ... --out pretrained/X.pt
+
+trains the given configuration on *every* cached clip (no clip held out: the CV numbers in the
+model card come from `make cv-recipe`), for the fixed number of epochs of its schedule, and
+writes the last epoch's weights as a self-describing checkpoint of plain tensors and lists (no
+optimizer, no paths, no times), so that the same data and flags on the same machine give the same
+bytes. `make pretrained` runs it; see pretrained/MODEL_CARD.md.
+"""
+import argparse
+import hashlib
+import io
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .errors import UserError
+from .io import atomic_path
+
+REPO = Path(__file__).resolve().parent.parent
+FILE = REPO / "pretrained" / "genre_musicnn_q2.pt"
+SHA256 = "daf00ccb4729646c92ad66baf9e2f9d84f3751993964d188f47a68dda2513dc1"  # make pretrained prints it
+CARD = "pretrained/MODEL_CARD.md"
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def checkpoint_path(path=FILE, expected=SHA256):
+    """The shipped checkpoint's path, after checking its SHA-256 against the one in this file.
+    Raises UserError (one line) when it is missing or differs."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: the shipped model is missing: restore it with git, or rebuild it with `make pretrained`")
+    got = sha256(path)
+    if got != expected:
+        raise UserError(f"{path}: SHA-256 {got[:16]}... is not the shipped model's {expected[:16]}...: the file is "
+                        f"damaged or was rebuilt on another machine (restore it with git, or update SHA256 in "
+                        f"genreclf/pretrained.py after `make pretrained`)")
+    return path
+
+
+def build(cfg, caches, out):
+    """Train cfg on every clip of `caches` and write the shipped checkpoint to `out`.
+    Returns (seconds taken, SHA-256 of the file)."""
+    from dataclasses import asdict
+
+    import torch
+
+    from . import checkpoint
+    from .data import read_index
+    from .experiment import load_data
+    from .train import fit, seed_everything
+
+    t0 = time.time()
+    seed_everything(cfg.seed)
+    index = read_index(next(iter(caches.values())))
+    ids = sorted({c["id"] for clips in index["splits"].values() for c in clips})
+    # every clip trains; "val" is the training set itself, only logged (the last epoch ships)
+    data, _ = load_data(caches, {"train": ids, "val": ids, "test": ids}, augment=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        state = fit(cfg, data, Path(tmp))
+        last = checkpoint.read(Path(tmp) / "last.pt")
+    ckpt = dict(model=last["model"], kwargs=last["kwargs"], features=last["features"], genres=last["genres"],
+                state=last["state"], config=asdict(cfg), epoch=state["epoch"],
+                trained_on={"clips": len(ids), "segments": len(data.train)})
+    # torch.save names the zip's root folder after the file it writes, and io.save_torch writes a
+    # randomly named temporary file: save to memory (root "archive") so the bytes repeat
+    buf = io.BytesIO()
+    torch.save(ckpt, buf)
+    with atomic_path(out) as tmp:
+        Path(tmp).write_bytes(buf.getvalue())
+    return time.time() - t0, sha256(out)
+
+
+def main():
+    from .config import add_flags, from_args
+    from .experiment import open_caches
+    from .featurizers import FEATURIZERS
+    from .paths import add_path_flags, cache_root
+    from .train import TrainConfig
+    from model import inputs_of
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_path_flags(p)
+    add_flags(p, TrainConfig)
+    for featurizer in FEATURIZERS.values():
+        add_flags(p, featurizer.Spec)
+    p.add_argument("--out", default=str(FILE), help=f"where to write the checkpoint (default: {FILE.relative_to(REPO)})")
+    args = p.parse_args()
+    cfg = from_args(TrainConfig, args, device="cpu")  # CPU: the same bytes on every rebuild here
+    featurizers = {name: (lambda f=f: f.from_args(args)) for name, f in FEATURIZERS.items()}
+    caches = open_caches(inputs_of(cfg.model), featurizers, cache_root(args))
+    seconds, digest = build(cfg, caches, Path(args.out))
+    size = Path(args.out).stat().st_size
+    print(f"{args.out}: {size / 1e6:.2f} MB, built in {seconds:.0f} s, SHA-256 {digest}")
+    if Path(args.out).resolve() == FILE and digest != SHA256:
+        print(f"note: SHA256 in genreclf/pretrained.py is {SHA256}; set it to {digest} to ship this file", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    from .errors import run_cli
+    run_cli(main)

@@ -1,0 +1,143 @@
+"""The training-recipe table (README, "Recipe"): every row an artist-grouped 5-fold experiment over
+the same folds, the classic baselines beside the seed's recipe ("old") and the new one.
+
+    python recipe_table.py --data-dir work/gtzan187                 # every row, then the table
+    python recipe_table.py --data-dir work/gtzan187 --rows q2-old,q2-new
+    python recipe_table.py --table-only                              # the table of what has run
+
+Each row runs `main.py ... --folds 5 --seeds S --out runs/cv-recipe/<row>` unless that folder
+already holds results.json (delete it to rerun). Rows that take under a minute a run get seeds
+0,1,2, the others seed 0. The table (runs/cv-recipe/table.md) gives per row clip accuracy and
+macro-F1 as mean ± std over its runs (folds x seeds), the pooled clip accuracy over every test
+clip of seed 0 with its 95% bootstrap CI, and paired comparisons on seed 0's 187 clips
+(compare.py: McNemar's exact test).
+"""
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from genreclf.errors import UserError, run_cli
+from genreclf.io import write_text
+
+ROOT = Path("runs/cv-recipe")
+NEW = "--optimizer adamw --weight-decay 0.01 --schedule cosine --warmup 1 --label-smoothing 0.1 --mixup 0.2 --patience 100"
+NEW_MEL = NEW + " --random-crop --freq-mask 16 --time-mask 24"
+# row: (model, epochs, recipe flags, seeds); "old" is the seed's recipe (Adam, plateau, no augmentation)
+ROWS = {
+    "mfcc_svm": ("mfcc_svm", 1, "", "0,1,2"),
+    "musicnn_svm": ("musicnn_svm", 1, "", "0,1,2"),
+    "q2-old": ("q2", 30, "", "0,1,2"),
+    "q2-new": ("q2", 30, NEW, "0,1,2"),
+    "baseline-old": ("baseline", 20, "", "0,1,2"),
+    "baseline-new": ("baseline", 20, NEW_MEL, "0,1,2"),
+    "base2dcnn-old": ("base2dcnn", 10, "", "0"),
+    "base2dcnn-new": ("base2dcnn", 10, NEW_MEL, "0"),
+    "resnet18-new": ("resnet18", 3, NEW_MEL, "0"),
+    "resnet34_musicnn-new": ("resnet34_musicnn", 2, NEW_MEL, "0"),
+}
+# paired comparisons of the target: (row A, row B); A should beat B
+PAIRS = [("q2-new", "musicnn_svm"), ("q2-old", "musicnn_svm"), ("base2dcnn-old", "mfcc_svm"), ("base2dcnn-new", "mfcc_svm"), ("baseline-new", "mfcc_svm"),
+         ("baseline-old", "mfcc_svm"), ("q2-new", "q2-old"), ("baseline-new", "baseline-old"), ("base2dcnn-new", "base2dcnn-old")]
+
+
+def run_row(name, data_dir, root, seeds=None):
+    model, epochs, flags, row_seeds = ROWS[name]
+    seeds = seeds or row_seeds
+    out = root / name
+    if (out / "results.json").exists():
+        print(f"{name}: done before ({out}/results.json)")
+        return
+    cmd = [sys.executable, "main.py", "--data-dir", str(data_dir), "--model", model, "--epochs", str(epochs),
+           *flags.split(), "--folds", "5", "--seeds", seeds, "--out", str(out)]
+    print(f"{name}: {' '.join(cmd[1:])}", flush=True)
+    t = time.time()
+    r = subprocess.run(cmd, stdout=subprocess.DEVNULL)
+    if r.returncode:
+        raise UserError(f"{out}: main.py exited with {r.returncode} (see {out}/*/train.log)")
+    write_text(out / "minutes.txt", f"{(time.time() - t) / 60:.1f}\n")
+
+
+def seed0(root, name):
+    """{clip: (true, pred)} of seed 0's folds of a row, as compare.py reads them."""
+    from genreclf.metrics import pooled_predictions
+
+    runs = [r["run"] for r in json.loads((root / name / "results.json").read_text())["runs"]
+            if r["seed"] == 0 and r.get("counted", True)]
+    p = pooled_predictions(root / name, runs)
+    return {c: (t, q) for c, t, q in zip(p["clip_ids"], p["true"], p["pred"])}
+
+
+def row_summary(root, name):
+    from sklearn.metrics import f1_score
+
+    from genreclf.metrics import bootstrap_ci
+
+    res = json.loads((root / name / "results.json").read_text())
+    runs = [r for r in res["runs"] if r.get("counted", True)]
+    acc = np.array([r["test_clip_accuracy"] for r in runs])
+    f1 = np.array([r["test_macro_f1"] for r in runs])
+    pooled = seed0(root, name)
+    truth, pred = zip(*pooled.values())
+    minutes = root / name / "minutes.txt"
+    return {"row": name, "model": ROWS[name][0], "epochs": ROWS[name][1], "recipe": "new" if ROWS[name][2] else "old",
+            "seeds": ",".join(map(str, res["seeds"])), "runs": len(runs), "acc": (acc.mean(), acc.std(ddof=1)), "f1": (f1.mean(), f1.std(ddof=1)),
+            "pooled_acc": float(np.mean(np.array(truth) == np.array(pred))),
+            "pooled_ci": bootstrap_ci(np.array(truth) == np.array(pred)),
+            "pooled_f1": float(f1_score(truth, pred, average="macro")), "clips": len(pooled),
+            "minutes": float(minutes.read_text()) if minutes.exists() else float("nan")}
+
+
+def table(root):
+    from compare import compare
+
+    done = [n for n in ROWS if (root / n / "results.json").exists()]
+    lines = ["| row | `--model` | recipe | epochs | seeds | runs | clip accuracy | macro-F1 | seed 0 pooled clip accuracy (95% CI) "
+             "| seed 0 pooled macro-F1 | minutes |", "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for n in done:
+        s = row_summary(root, n)
+        classic = s["model"].endswith("_svm")
+        lines.append(f"| {n} | {s['model']} | {'scikit-learn' if classic else s['recipe']} | {'-' if classic else s['epochs']} "
+                     f"| {s['seeds']} | {s['runs']} | {s['acc'][0]:.3f} ± {s['acc'][1]:.3f} | {s['f1'][0]:.3f} ± {s['f1'][1]:.3f} "
+                     f"| {s['pooled_acc']:.3f} ({s['pooled_ci'][0]:.3f}-{s['pooled_ci'][1]:.3f}) | {s['pooled_f1']:.3f} "
+                     f"| {s['minutes']:.1f} |")
+    lines += ["", "| A | B | clips | accuracy A | accuracy B | A - B (95% CI) | only A right | only B right | McNemar p |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for a, b in PAIRS:
+        if a in done and b in done:
+            r = compare(seed0(root, a), seed0(root, b), a, b)
+            lo, hi = r["difference_ci95"]
+            lines.append(f"| {a} | {b} | {r['clips']} | {r['accuracy_a']:.3f} | {r['accuracy_b']:.3f} | {r['difference']:+.3f} "
+                         f"({lo:+.3f} to {hi:+.3f}) | {r['only_a_right']} | {r['only_b_right']} | {r['mcnemar_exact_p']:.3g} |")
+    missing = [n for n in ROWS if n not in done]
+    if missing:
+        lines += ["", f"Not run: {', '.join(missing)}."]
+    text = "\n".join(lines) + "\n"
+    write_text(root / "table.md", text)
+    print(text)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir", default="work/gtzan187", help="the joined gtzan_mini + gtzan_dev folder (make cv-recipe makes it)")
+    p.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated rows (default: all): {', '.join(ROWS)}")
+    p.add_argument("--out", default=str(ROOT), help="experiments folder (default: runs/cv-recipe)")
+    p.add_argument("--seeds", default=None, help="override the rows' seeds (e.g. 0 on a busy machine); the table shows what ran")
+    p.add_argument("--table-only", action="store_true", help="write the table of the rows already run")
+    args = p.parse_args()
+    root = Path(args.out)
+    if not args.table_only:
+        unknown = [r for r in args.rows.split(",") if r not in ROWS]
+        if unknown:
+            raise UserError(f"--rows: unknown row {unknown[0]!r}; choose from {', '.join(ROWS)}")
+        for name in args.rows.split(","):
+            run_row(name, args.data_dir, root, args.seeds)
+    table(root)
+
+
+if __name__ == "__main__":
+    run_cli(main)
