@@ -46,6 +46,8 @@ def main():
     featurizers = {name: (lambda f=f: f.from_args(args)) for name, f in FEATURIZERS.items()}
     if args.resume:
         run_dir = Path(args.resume)
+        if not run_dir.is_dir():
+            raise UserError(f"{run_dir}: no such run folder")
         config = run_dir / ("experiment.json" if (run_dir / "experiment.json").exists() else "config.json")
         if not config.exists():
             raise UserError(f"{run_dir} is not a run or experiment folder (no config.json or experiment.json)")

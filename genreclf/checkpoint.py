@@ -53,7 +53,8 @@ def _load_error(path, e):
         what = f" ({refused.group(1)})" if refused else ""
         return (f"{path}: refused: it holds Python objects{what} that could run code when loaded, "
                 "not just tensors and plain data (only a checkpoint from this project is loaded)")
-    return f"{path}: not a readable checkpoint ({type(e).__name__}: {text.splitlines()[0][:100] if text else ''})"
+    # torch's own messages for a damaged zip or a foreign file are long or cryptic (KeyError: 101)
+    return f"{path}: not a readable checkpoint: truncated, corrupt or not a PyTorch file ({type(e).__name__})"
 
 
 def read(path):

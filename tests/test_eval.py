@@ -293,3 +293,7 @@ def test_do_test_alone_uses_the_runs_pinned_caches(trained_run, tmp_path):
     pinned["caches"]["mel"]["dir"] = str(tmp_path / "gone")
     (run / "data.json").write_text(json.dumps(pinned))
     one_line_error(run_script("main.py", "--do_test", "--out", run), "are gone")
+
+
+def test_resume_of_a_missing_folder_says_so(tmp_path):
+    one_line_error(run_script("main.py", "--resume", tmp_path / "nowhere"), "nowhere: no such run folder")

@@ -156,3 +156,16 @@ def test_a_corrupt_cached_download_is_fetched_again(tmp_path, monkeypatch, resne
     message = str(e.value)
     assert "\n" not in message and "was corrupt" in message and f"put it at {cached}" in message
     assert not cached.exists()
+
+
+def test_damaged_or_foreign_checkpoint_is_one_plain_line(tmp_path):
+    path = tmp_path / "best.pt"
+    checkpoint.save(path, model="q2", kwargs={}, features={}, genres=["a"], state={"w": torch.zeros(3)})
+    cut, text = tmp_path / "cut.pt", tmp_path / "notes.pt"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    text.write_text("hello, not a checkpoint\n")
+    for bad in (cut, text):
+        with pytest.raises(UserError) as e:
+            checkpoint.read(bad)
+        message = str(e.value)
+        assert "\n" not in message and message.startswith(f"{bad}: not a readable checkpoint: truncated, corrupt")
