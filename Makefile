@@ -47,13 +47,7 @@ CV_SHARED ?= ../shared/data
 CV_DATA   ?= work/gtzan187
 CV_MODELS ?= baseline:20 base2dcnn:20 q2:30
 CV_FLAGS  ?= --folds 5 --seed 0
-cv: .venv/done
-	for g in blues classical country disco hiphop jazz metal pop reggae rock; do mkdir -p $(CV_DATA)/wav/$$g; \
-		for f in $(abspath $(CV_SHARED))/gtzan_mini/wav/$$g/*.wav $(abspath $(CV_SHARED))/gtzan_dev/wav/$$g/*.flac; do \
-			ln -sfn $$f $(CV_DATA)/wav/$$g/; done; done
-	$(PY) split_data.py --data-dir $(CV_DATA) --split random --group-by artist
-	$(PY) dataset.py --data-dir $(CV_DATA) --workers $(WORKERS)
-	$(PY) dataset.py --data-dir $(CV_DATA) --workers $(WORKERS) --features musicnn
+cv: cv-data
 	for spec in $(CV_MODELS); do \
 		m=$${spec%%:*}; e=$${spec##*:}; \
 		$(PY) main.py --data-dir $(CV_DATA) --model $$m --epochs $$e $(CV_FLAGS) --out runs/cv-$$m || exit 1; \
@@ -62,6 +56,7 @@ cv: .venv/done
 # The training-recipe table (README, "Training recipe", issue #13): the classic baselines, the seed's recipe
 # and the new one, on the artist-grouped folds of `cv`; rows and flags are in recipe_table.py, which skips
 # the rows whose runs/cv-recipe/<row>/results.json exists. Table: runs/cv-recipe/table.md.
+# cv-data links the 187 clips, splits them by artist and caches mel and musicnn features (for cv too).
 .PHONY: cv-data cv-recipe pretrained
 cv-data: .venv/done
 	for g in blues classical country disco hiphop jazz metal pop reggae rock; do mkdir -p $(CV_DATA)/wav/$$g; \
