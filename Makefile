@@ -65,8 +65,9 @@ cv-data: .venv/done
 	$(PY) split_data.py --data-dir $(CV_DATA) --split random --group-by artist
 	$(PY) dataset.py --data-dir $(CV_DATA) --workers $(WORKERS)
 	$(PY) dataset.py --data-dir $(CV_DATA) --workers $(WORKERS) --features musicnn
+RECIPE_OUT ?= runs/cv-recipe
 cv-recipe: cv-data
-	$(PY) recipe_table.py --data-dir $(CV_DATA)
+	$(PY) recipe_table.py --data-dir $(CV_DATA) --out $(RECIPE_OUT)
 
 # The shipped default model (pretrained/, README "Classify your own music"): the best row of the
 # recipe table, trained on all 187 clips on CPU; prints its size, time and SHA-256 (genreclf/pretrained.py).

@@ -13,21 +13,18 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 from genreclf import checkpoint, rundata
-from genreclf.config import add_flags, from_args
+from genreclf.config import from_args
 from genreclf.errors import UserError, run_cli
-from genreclf.experiment import new_run_dir, newest_run, open_caches, repeat, result_row, run, summarize
+from genreclf.experiment import add_training_flags, new_run_dir, newest_run, open_caches, repeat, result_row, run, summarize
 from genreclf.featurizers import FEATURIZERS
-from genreclf.paths import add_path_flags, cache_root
+from genreclf.paths import cache_root
 from genreclf.train import TrainConfig, dist_info
 from model import inputs_of
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_path_flags(p)
-    add_flags(p, TrainConfig)
-    for featurizer in FEATURIZERS.values():
-        add_flags(p, featurizer.Spec)
+    add_training_flags(p)
     p.add_argument("--out", default=None, help="run folder (default: runs/<model>-<time>)")
     p.add_argument("--do_train", "--do-train", action="store_true", help="train (the default when --do_test is not given)")
     p.add_argument("--do_test", "--do-test", action="store_true", help="score the run's best.pt on the test split")

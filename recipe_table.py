@@ -9,11 +9,13 @@ Each row runs `main.py ... --folds 5 --seeds S --out runs/cv-recipe/<row>` unles
 already holds results.json (delete it to rerun). Rows that take under a minute a run get seeds
 0,1,2, the others seed 0. The table (runs/cv-recipe/table.md) gives per row clip accuracy and
 macro-F1 as mean ± std over its runs (folds x seeds), the pooled clip accuracy over every test
-clip of seed 0 with its 95% bootstrap CI, and paired comparisons on seed 0's 187 clips
-(compare.py: McNemar's exact test).
+clip of seed 0 with its 95% bootstrap CI, the row's wall and CPU minutes (timing.json, written
+when the row ran), and paired comparisons on seed 0's 187 clips (compare.py: McNemar's exact test).
 """
 import argparse
 import json
+import os
+import resource
 import subprocess
 import sys
 import time
@@ -35,8 +37,8 @@ ROWS = {
     "q2-new": ("q2", 30, NEW, "0,1,2"),
     "baseline-old": ("baseline", 20, "", "0,1,2"),
     "baseline-new": ("baseline", 20, NEW_MEL, "0,1,2"),
-    "base2dcnn-old": ("base2dcnn", 10, "", "0"),
-    "base2dcnn-new": ("base2dcnn", 10, NEW_MEL, "0"),
+    "base2dcnn-old": ("base2dcnn", 20, "", "0"),
+    "base2dcnn-new": ("base2dcnn", 20, NEW_MEL, "0"),
     "resnet18-new": ("resnet18", 3, NEW_MEL, "0"),
     "resnet34_musicnn-new": ("resnet34_musicnn", 2, NEW_MEL, "0"),
 }
@@ -55,11 +57,18 @@ def run_row(name, data_dir, root, seeds=None):
     cmd = [sys.executable, "main.py", "--data-dir", str(data_dir), "--model", model, "--epochs", str(epochs),
            *flags.split(), "--folds", "5", "--seeds", seeds, "--out", str(out)]
     print(f"{name}: {' '.join(cmd[1:])}", flush=True)
-    t = time.time()
+    t, cpu = time.time(), _children_cpu()
     r = subprocess.run(cmd, stdout=subprocess.DEVNULL)
     if r.returncode:
         raise UserError(f"{out}: main.py exited with {r.returncode} (see {out}/*/train.log)")
-    write_text(out / "minutes.txt", f"{(time.time() - t) / 60:.1f}\n")
+    write_text(out / "timing.json", json.dumps({"wall_minutes": (time.time() - t) / 60, "cpu_minutes": (_children_cpu() - cpu) / 60,
+                                                "load_average_1min_after": os.getloadavg()[0]}) + "\n")
+
+
+def _children_cpu():
+    """User + system CPU seconds of every finished child process (the row's main.py)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def seed0(root, name):
@@ -78,18 +87,20 @@ def row_summary(root, name):
     from genreclf.metrics import bootstrap_ci
 
     res = json.loads((root / name / "results.json").read_text())
+    train = json.loads((root / name / "experiment.json").read_text())["train"]  # what ran, not what ROWS says now
     runs = [r for r in res["runs"] if r.get("counted", True)]
     acc = np.array([r["test_clip_accuracy"] for r in runs])
     f1 = np.array([r["test_macro_f1"] for r in runs])
     pooled = seed0(root, name)
     truth, pred = zip(*pooled.values())
-    minutes = root / name / "minutes.txt"
-    return {"row": name, "model": ROWS[name][0], "epochs": ROWS[name][1], "recipe": "new" if ROWS[name][2] else "old",
+    timing = root / name / "timing.json"
+    timing = json.loads(timing.read_text()) if timing.exists() else {}
+    return {"row": name, "model": train["model"], "epochs": train["epochs"], "recipe": "new" if train["optimizer"] == "adamw" else "old",
             "seeds": ",".join(map(str, res["seeds"])), "runs": len(runs), "acc": (acc.mean(), acc.std(ddof=1)), "f1": (f1.mean(), f1.std(ddof=1)),
             "pooled_acc": float(np.mean(np.array(truth) == np.array(pred))),
             "pooled_ci": bootstrap_ci(np.array(truth) == np.array(pred)),
             "pooled_f1": float(f1_score(truth, pred, average="macro")), "clips": len(pooled),
-            "minutes": float(minutes.read_text()) if minutes.exists() else float("nan")}
+            "minutes": timing.get("wall_minutes", float("nan")), "cpu_minutes": timing.get("cpu_minutes", float("nan"))}
 
 
 def table(root):
@@ -97,14 +108,16 @@ def table(root):
 
     done = [n for n in ROWS if (root / n / "results.json").exists()]
     lines = ["| row | `--model` | recipe | epochs | seeds | runs | clip accuracy | macro-F1 | seed 0 pooled clip accuracy (95% CI) "
-             "| seed 0 pooled macro-F1 | minutes |", "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|"]
-    for n in done:
-        s = row_summary(root, n)
+             "| seed 0 pooled macro-F1 | wall minutes | CPU minutes |", "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    summaries = [row_summary(root, n) for n in done]
+    for s in summaries:
         classic = s["model"].endswith("_svm")
-        lines.append(f"| {n} | {s['model']} | {'scikit-learn' if classic else s['recipe']} | {'-' if classic else s['epochs']} "
+        lines.append(f"| {s['row']} | {s['model']} | {'scikit-learn' if classic else s['recipe']} | {'-' if classic else s['epochs']} "
                      f"| {s['seeds']} | {s['runs']} | {s['acc'][0]:.3f} ± {s['acc'][1]:.3f} | {s['f1'][0]:.3f} ± {s['f1'][1]:.3f} "
                      f"| {s['pooled_acc']:.3f} ({s['pooled_ci'][0]:.3f}-{s['pooled_ci'][1]:.3f}) | {s['pooled_f1']:.3f} "
-                     f"| {s['minutes']:.1f} |")
+                     f"| {s['minutes']:.1f} | {s['cpu_minutes']:.1f} |")
+    lines += ["", f"Total: {sum(s['minutes'] for s in summaries):.1f} wall minutes, {sum(s['cpu_minutes'] for s in summaries):.1f} CPU minutes "
+              f"(main.py only; the feature caches of make cv-data are timed apart)."]
     lines += ["", "| A | B | clips | accuracy A | accuracy B | A - B (95% CI) | only A right | only B right | McNemar p |",
               "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for a, b in PAIRS:

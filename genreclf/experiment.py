@@ -23,7 +23,7 @@ from .extract import open_cache
 from .groups import grouped_folds, groups_for
 from .io import write_json, write_text
 from .metrics import bootstrap_ci, pooled_predictions, save_confusion
-from .train import dist_info, fit, seed_everything, test
+from .train import TrainConfig, dist_info, fit, seed_everything, test
 
 log = logging.getLogger("genreclf")
 
@@ -37,6 +37,19 @@ class Data:
     train: D.FeatureSet
     val: D.FeatureSet
     test: D.FeatureSet
+
+
+def add_training_flags(p):
+    """The flags of a training run: data and work paths, TrainConfig and every featurizer's spec
+    (main.py and `python -m genreclf.pretrained` take the same ones)."""
+    from .config import add_flags
+    from .featurizers import FEATURIZERS
+    from .paths import add_path_flags
+
+    add_path_flags(p)
+    add_flags(p, TrainConfig)
+    for featurizer in FEATURIZERS.values():
+        add_flags(p, featurizer.Spec)
 
 
 def open_caches(inputs, featurizers, cache_root):

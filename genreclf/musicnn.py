@@ -105,7 +105,12 @@ class Musicnn(nn.Module):
             # FRONT_PATCHES they stay in the 4 MB/core L2 + L3 instead of streaming through memory.
             # Measured per patch: 1 patch 18 ms, 2: 15 ms, 4-8: 18 ms, 30: 22 ms. With several torch
             # threads the groups run side by side, one thread each (see _map_threads).
-            groups = [x[i:i + FRONT_PATCHES] for i in range(0, len(x), FRONT_PATCHES)]
+            # As many groups as a multiple of the thread count, sizes as even as can be (at most
+            # FRONT_PATCHES): one clip's 10 patches on 2 threads are 2+2+1 each, not 3 groups
+            # against 2 with one thread idle for the last (1.2x faster one clip at a time).
+            n = -(-len(x) // FRONT_PATCHES)
+            n += -n % torch.get_num_threads()
+            groups = [g for g in torch.tensor_split(x, n) if len(g)]
             front = torch.cat(_map_threads(lambda g: self._front(g, lambda block, x: block.pooled_fast(x)), groups))
         c1 = self.midend[0](F.pad(front, (3, 3)))               # (B, 64, T)
         c2 = self.midend[1](F.pad(c1, (3, 3))) + c1             # residuals are added after the BN

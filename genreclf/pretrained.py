@@ -81,18 +81,15 @@ def build(cfg, caches, out):
 
 
 def main():
-    from .config import add_flags, from_args
-    from .experiment import open_caches
+    from .config import from_args
+    from .experiment import add_training_flags, open_caches
     from .featurizers import FEATURIZERS
-    from .paths import add_path_flags, cache_root
+    from .paths import cache_root
     from .train import TrainConfig
     from model import inputs_of
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_path_flags(p)
-    add_flags(p, TrainConfig)
-    for featurizer in FEATURIZERS.values():
-        add_flags(p, featurizer.Spec)
+    add_training_flags(p)
     p.add_argument("--out", default=str(FILE), help=f"where to write the checkpoint (default: {FILE.relative_to(REPO)})")
     args = p.parse_args()
     cfg = from_args(TrainConfig, args, device="cpu")  # CPU: the same bytes on every rebuild here

@@ -149,7 +149,10 @@ def fit(cfg, data, run_dir, resume=False):
         if device.type == "cuda" and rng.get("cuda"):
             torch.cuda.set_rng_state(rng["cuda"], device)
         state = last["train_state"]
-        log.info(f"resumed {run_dir} after epoch {state['epoch']} (best val clip accuracy {state['best']:.3f})")
+        done = state["epoch"] >= cfg.epochs or state["bad_epochs"] >= cfg.patience
+        log.info(f"{run_dir}: training had already finished at epoch {state['epoch']}; nothing to resume "
+                 f"(best val clip accuracy {state['best']:.3f})" if done else
+                 f"resumed {run_dir} after epoch {state['epoch']} (best val clip accuracy {state['best']:.3f})")
     try:
         while state["epoch"] < cfg.epochs and state["bad_epochs"] < cfg.patience:
             epoch = state["epoch"] + 1

@@ -1,4 +1,5 @@
 """Shared fixtures. Real-data tests read ../shared/data and skip cleanly when it is absent."""
+import signal
 import subprocess
 import sys
 import time
@@ -29,6 +30,17 @@ def wait_for(proc, condition, timeout=300):
         assert proc.poll() is None, "the process finished before the condition held"
         assert time.time() - t < timeout
         time.sleep(0.02)
+
+
+def ctrl_c_after_first_epoch(log, *main_args):
+    """Start main.py with `main_args`, press Ctrl+C (SIGINT) once `log` shows epoch 1, wait for the
+    exit; returns (returncode, stdout, stderr)."""
+    proc = subprocess.Popen([sys.executable, str(REPO / "main.py"), *map(str, main_args)],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(proc, lambda: log.exists() and "epoch   1" in log.read_text())
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    return proc.returncode, out, err
 
 
 def sine(freq, seconds, sr, amp=0.5):

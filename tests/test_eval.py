@@ -2,14 +2,13 @@
 torchrun over whole experiments, bootstrap CIs and compare.py, --split auto, --device on resume."""
 import json
 import shutil
-import signal
 import subprocess
 import sys
 
 import pytest
 from scipy.stats import binomtest
 
-from conftest import GENRES3, MINI, REPO, SHARED, needs_shared, run_script, sine, wait_for
+from conftest import GENRES3, MINI, REPO, SHARED, ctrl_c_after_first_epoch, needs_shared, run_script, sine
 from genreclf import checkpoint, splits
 from genreclf.groups import grouped_folds, groups_for, read_gtzan_index
 
@@ -147,14 +146,10 @@ def test_fold_retest_and_resume_use_pinned_clips(mini3, tmp_path):
 @needs_shared
 def test_ctrl_c_stops_the_experiment_and_resume_finishes_it(mini3, tmp_path):
     cv = tmp_path / "cv"
-    proc = subprocess.Popen([sys.executable, str(REPO / "main.py"), "--data-dir", str(MINI), "--work-dir", str(mini3),
-                             "--model", "baseline", "--epochs", "6", "--folds", "3", "--out", str(cv)],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log = cv / "seed0-fold1" / "train.log"
-    wait_for(proc, lambda: log.exists() and "epoch   1" in log.read_text())
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 130 and "Traceback" not in err, err
+    code, out, err = ctrl_c_after_first_epoch(log, "--data-dir", MINI, "--work-dir", mini3, "--model", "baseline",
+                                              "--epochs", 6, "--folds", 3, "--out", cv)
+    assert code == 130 and "Traceback" not in err, err
     res = json.loads((cv / "results.json").read_text())
     assert [r["run"] for r in res["runs"]] == ["seed0-fold0", "seed0-fold1"]
     assert res["runs"][0]["counted"] and not res["runs"][1]["counted"] and res["runs"][1]["interrupted"]

@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 
-from conftest import MINI, REPO, needs_shared, run_script, wait_for
+from conftest import MINI, REPO, ctrl_c_after_first_epoch, needs_shared, run_script, wait_for
 from genreclf import checkpoint
 
 
@@ -57,6 +57,10 @@ def test_resume_after_sigkill_matches_uninterrupted_run(mini3, tmp_path):
     for key in ("test_clip_accuracy", "test_segment_accuracy", "test_macro_f1", "confusion_matrix", "test_loss"):
         assert b[key] == a[key], key
     assert "resumed" in (cut / "train.log").read_text()
+    r = run_script("main.py", "--resume", cut)  # a finished run: said so, and nothing trains again
+    assert r.returncode == 0, r.stderr
+    assert "training had already finished at epoch 6" in (cut / "train.log").read_text()
+    assert json.loads((cut / "metrics.json").read_text())["history"] == a["history"]
 
 
 @needs_shared
@@ -86,13 +90,9 @@ def test_killed_extraction_leaves_whole_files_and_rerun_completes(mini3, tmp_pat
 @needs_shared
 def test_ctrl_c_stops_cleanly_keeps_best_and_still_tests(mini3, tmp_path):
     run = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, str(REPO / "main.py"), "--data-dir", str(MINI), "--work-dir", str(mini3),
-                             "--model", "base2dcnn", "--epochs", "50", "--do_train", "--do_test", "--out", str(run)],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for(proc, lambda: (run / "train.log").exists() and "epoch   1" in (run / "train.log").read_text())
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err
+    code, out, err = ctrl_c_after_first_epoch(run / "train.log", "--data-dir", MINI, "--work-dir", mini3, "--model", "base2dcnn",
+                                              "--epochs", 50, "--do_train", "--do_test", "--out", run)
+    assert code == 0, err
     assert "Traceback" not in err and "stopped by Ctrl+C" in out
     m = json.loads((run / "metrics.json").read_text())
     assert 1 <= len(m["history"]) < 50 and "test_clip_accuracy" in m
