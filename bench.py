@@ -604,7 +604,7 @@ def _loudness_rows(r):
         rows.append((f"musicnn clip embedding change across levels, {kind}", f"max {c['max']:.4f}, mean {c['mean']:.4f}",
                      f"relative L2, {x['musicnn_clips']} clips", ""))
         rows.append((f"log-mel change across levels, {kind}", f"{x['mel_mean_abs_db_change'][kind]:.3f} dB",
-                     "max over clips of the mean |dB| difference", ""))
+                     "max over clips of the mean absolute dB difference", ""))
     return rows
 
 

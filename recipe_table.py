@@ -1,4 +1,4 @@
-"""The training-recipe table (README, "Recipe"): every row an artist-grouped 5-fold experiment over
+"""The training-recipe table (README, "Training recipe"): every row an artist-grouped 5-fold experiment over
 the same folds, the classic baselines beside the seed's recipe ("old") and the new one.
 
     python recipe_table.py --data-dir work/gtzan187                 # every row, then the table

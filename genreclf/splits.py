@@ -63,7 +63,8 @@ def scan(data_dir, genres=None, report=print):
         folder = wav / g
         files, problems = find_audio([folder]) if folder.is_dir() else ([], [])
         if not files:
-            raise UserError(f"genre folder {shown(folder)} is missing or has no audio files")
+            raise UserError(f"genre folder {shown(folder)} is missing or has no audio files (the course and "
+                            f"fault-filtered splits expect GTZAN's genres: for other genres use --split auto or --genres)")
         for line in problems:
             report(line)
         for f in files:
@@ -91,7 +92,8 @@ def _carve(paths, per_class, rng):
     for g in sorted({genre_of(p) for p in paths}):
         mine = sorted(p for p in paths if genre_of(p) == g)
         if per_class >= len(mine):
-            raise UserError(f"genre {g} has {len(mine)} training clips: cannot move {per_class} to val")
+            raise UserError(f"genre {g} has {len(mine)} training clips: cannot move {per_class} to val "
+                            f"(give a smaller --val-per-class, or --split auto)")
         carved += [mine[i] for i in sorted(rng.permutation(len(mine))[:per_class])]
     chosen = set(carved)
     return [p for p in paths if p not in chosen], carved
@@ -181,7 +183,17 @@ def make_split(data_dir, split="course", genres=None, val_per_class=None, test_p
 
 
 def write_split(parts, split_dir, meta):
-    """Write {train,val,test}.txt and split.json (the parameters that made them) atomically."""
+    """Write {train,val,test}.txt and split.json (the parameters that made them) atomically.
+
+    Raises UserError when split_dir is the shipped lists folder (gtzan/split, the default work dir
+    of the default data dir) and the split is anything but the 8-genre course split: the course's
+    train.txt and test.txt would be replaced, and every later course split built from the new ones.
+    (The course split itself is written there by design: make_split pools train + val again.)
+    """
+    course = meta.get("split") == "course" and sorted(meta.get("genres", [])) == sorted(GENRES_8)
+    if Path(split_dir).resolve() == LISTS.resolve() and not course:
+        raise UserError(f"{split_dir}: writing this split here would replace the shipped course lists; "
+                        f"give a work dir, for example --work-dir work/gtzan")
     for name in PARTS:  # surrogateescape: a non-UTF-8 file name is written as its own bytes
         text = "".join(p + "\n" for p in parts[name]).encode("utf-8", "surrogateescape")
         with atomic_path(Path(split_dir) / f"{name}.txt") as tmp:

@@ -35,8 +35,11 @@ def wait_for(proc, condition, timeout=300):
 def ctrl_c_after_first_epoch(log, *main_args):
     """Start main.py with `main_args`, press Ctrl+C (SIGINT) once `log` shows epoch 1, wait for the
     exit; returns (returncode, stdout, stderr)."""
+    # A job started in the background by a non-interactive shell (`make test &`, nohup) inherits
+    # SIGINT ignored, and Python then leaves it ignored: give the child the default disposition.
     proc = subprocess.Popen([sys.executable, str(REPO / "main.py"), *map(str, main_args)],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     wait_for(proc, lambda: log.exists() and "epoch   1" in log.read_text())
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=300)

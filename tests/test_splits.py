@@ -79,3 +79,22 @@ def test_bad_inputs(tmp_path):
         make_split(tmp_path, "random", genres=["jazz"])
     with pytest.raises(UserError, match="unknown split"):
         make_split(tmp_path, "bogus")
+
+
+def test_other_splits_refuse_to_overwrite_the_shipped_course_lists(full_gtzan, tmp_path_factory, monkeypatch):
+    """With the default data dir, the work dir is gtzan/ itself, so split_data.py --split random
+    would write over gtzan/split/train.txt: refused in one line. The course split may (it pools)."""
+    import genreclf.splits as splits
+    lists = tmp_path_factory.mktemp("shipped")
+    for name in ("train.txt", "test.txt"):
+        (lists / name).write_text((LISTS / name).read_text())
+    monkeypatch.setattr(splits, "LISTS", lists)
+    before = (lists / "train.txt").read_text()
+    parts, _ = make_split(full_gtzan, "random", seed=0)
+    for meta in ({"split": "random"}, {"split": "course", "genres": ["jazz", "metal"]}):
+        with pytest.raises(UserError, match="replace the shipped course lists"):
+            write_split(parts, lists, meta)
+    assert (lists / "train.txt").read_text() == before and not (lists / "val.txt").exists()
+    course, _ = make_split(full_gtzan, "course", seed=0, lists=lists)
+    write_split(course, lists, {"split": "course", "genres": list(GENRES_8)})
+    assert (lists / "val.txt").exists()
