@@ -51,6 +51,11 @@ def main():
         saved = json.loads(config.read_text())
         # a field newer than the run folder takes its default: the behaviour the run was made with
         cfg = TrainConfig(**{f.name: saved["train"].get(f.name, f.default) for f in fields(TrainConfig)})
+        given = [f.name for f in fields(TrainConfig) if f.name != "device"
+                 and getattr(args, f.name) != f.default and getattr(args, f.name) != getattr(cfg, f.name)]
+        if given:  # a flag that differs from both the default and the run: the user wanted a change
+            print(f"note: {', '.join('--' + g.replace('_', '-') for g in given)} ignored: --resume continues with the "
+                  f"settings in {config} (only --device may change)", file=sys.stderr)
         if args.device:  # the one setting a resume may change: where it runs
             cfg = replace(cfg, device=args.device)
         caches = {k: Path(v) for k, v in saved["caches"].items()}

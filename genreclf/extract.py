@@ -112,6 +112,9 @@ def parse_shard(text):
 def extract(data_dir, split_dir, cache_root, feat, aug, workers=1, shard=None):
     """Fill the cache for every split; train also gets the augmented copies. With shard=(i, n),
     compute that shard only, and merge if it is the last of the n to finish. Returns the cache dir."""
+    if not (Path(data_dir) / "wav").is_dir():
+        raise UserError(f"{audio.shown(data_dir)} has no wav/ folder: expected {audio.shown(Path(data_dir) / 'wav')}/<genre>/<files> "
+                        f"(get GTZAN with: python split_data.py --download)")
     parts = load_split(split_dir)
     cache = cache_dir(cache_root, feat)
     write_json(cache / "spec.json", feat.key())
@@ -182,6 +185,9 @@ def merge_parts(cache, parts, wanted, feat, aug, skipped):
                         f"{audio.shown(missing[0])}): run every dataset.py --shard I/N first")
     entries = {p: [{"id": clip_id(rel), "genre": genre_of(rel), "versions": done[rel]}
                    for rel in parts.get(p, []) if rel not in skipped] for p in PARTS}
+    if skipped and not any(entries.values()):
+        first = next(iter(skipped.values()))
+        raise UserError(f"{audio.shown(cache)}: none of the {len(skipped)} clips of the split could be used, such as {first}")
     files = [((c["id"], v), clip_file(cache, c["id"], v)) for p in PARTS for c in entries[p] for v in c["versions"]]
     name, rows = pack.write(cache, files)
     for c in (c for p in PARTS for c in entries[p]):

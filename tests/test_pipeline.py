@@ -114,6 +114,20 @@ def test_missing_data_dir(tmp_path):
     assert_one_line_error(run_script("split_data.py", "--data-dir", tmp_path / "nope", "--split", "random"), "does not exist")
 
 
+def test_dataset_without_audio_is_one_line(tmp_path, wav_factory):
+    """dataset.py before the audio is there: one line, not a line per listed clip and exit 0."""
+    (tmp_path / "split").mkdir()
+    for part in ("train", "val", "test"):
+        (tmp_path / "split" / f"{part}.txt").write_text(f"jazz/jazz.0000{len(part)}.wav\n")
+    assert_one_line_error(run_script("dataset.py", "--data-dir", tmp_path), "has no wav/ folder")
+    (tmp_path / "wav" / "jazz").mkdir(parents=True)  # the folder exists but holds none of the clips
+    r = run_script("dataset.py", "--data-dir", tmp_path)
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]  # beside the progress bar
+    assert r.returncode == 2 and "Traceback" not in r.stderr and len(errors) == 1, r.stderr
+    assert "none of the 3 clips of the split could be used" in errors[0] and "no such file" in errors[0]
+    assert not list(tmp_path.glob("cache/*/index.json"))  # no empty cache for main.py to read
+
+
 def test_empty_genre_folder(tmp_path):
     (tmp_path / "wav" / "jazz").mkdir(parents=True)
     assert_one_line_error(run_script("split_data.py", "--data-dir", tmp_path, "--split", "random"), "jazz", "no audio files")

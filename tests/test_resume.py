@@ -57,8 +57,9 @@ def test_resume_after_sigkill_matches_uninterrupted_run(mini3, tmp_path):
     for key in ("test_clip_accuracy", "test_segment_accuracy", "test_macro_f1", "confusion_matrix", "test_loss"):
         assert b[key] == a[key], key
     assert "resumed" in (cut / "train.log").read_text()
-    r = run_script("main.py", "--resume", cut)  # a finished run: said so, and nothing trains again
+    r = run_script("main.py", "--resume", cut, "--epochs", 9, "--lr", 0.5)  # a finished run: said so, nothing trains again
     assert r.returncode == 0, r.stderr
+    assert "--epochs, --lr ignored" in r.stderr  # the run's own settings win, and the user is told
     assert "training had already finished at epoch 6" in (cut / "train.log").read_text()
     assert json.loads((cut / "metrics.json").read_text())["history"] == a["history"]
 
