@@ -657,7 +657,8 @@ def main():
     names = list(SECTIONS) if args.section == "all" else args.section.split(",")
     unknown = [n for n in names if n not in SECTIONS]
     if unknown:
-        sys.exit(f"error: unknown section {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
+        print(f"error: unknown section {', '.join(repr(u) for u in unknown)}; choose from {', '.join(SECTIONS)}", file=sys.stderr)
+        sys.exit(2)  # a usage error, as in the pipeline scripts
     if not MINI.is_dir():
         sys.exit("error: the benchmark reads ../shared/data (gtzan_mini, long_tracks), which is absent")
     results = {}

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from genreclf import audio, predict, pretrained
 from genreclf.checkpoint import load_model
-from genreclf.errors import run_cli
+from genreclf.errors import UserError, run_cli
 from genreclf.experiment import newest_run
 from genreclf.io import write_text
 from genreclf.musicnn import MODELS as MUSICNN_MODELS
@@ -63,6 +63,8 @@ def main():
                    help="genre models: overlapping windows every SECONDS (less than the segment), probabilities averaged "
                         "over them (default: the non-overlapping segment grid)")
     args = p.parse_args(_argv(sys.argv[1:]))
+    if args.top_k < 1:
+        raise UserError(f"--top-k {args.top_k}: must be at least 1")
 
     device = resolve_device(args.device)
     if args.musicnn_tags:

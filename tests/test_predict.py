@@ -140,3 +140,14 @@ def test_workers_give_the_same_results_as_one_process(trained_run, wav_factory, 
     assert [x["path"] for x in outs[0]] == [x["path"] for x in outs[1]] and len(outs[0]) == 3
     for a, b in zip(*outs):
         assert a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-5)
+
+
+def test_top_k_below_one_is_refused_in_one_line(tmp_path):
+    r = run_script("predict.py", tmp_path / "x.wav", "--top-k", 0)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and "Traceback" not in r.stderr and lines == ["error: --top-k 0: must be at least 1"]
+
+
+def test_bench_unknown_section_is_one_line():
+    r = run_script("bench.py", "--section", "nonsense")
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [r.stderr.strip()] and "'nonsense'" in r.stderr
