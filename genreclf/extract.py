@@ -28,7 +28,7 @@ from . import audio, augment, pack
 from .config import digest
 from .errors import UserError
 from .io import save_npy, write_json
-from .splits import PARTS, clip_id, genre_of, load_split
+from .splits import PARTS, clip_id, genre_of, load_split, wav_dir
 
 NAME_BYTES = 180  # longest file-name part kept as it is (255 bytes, less room for the version suffix)
 
@@ -112,9 +112,7 @@ def parse_shard(text):
 def extract(data_dir, split_dir, cache_root, feat, aug, workers=1, shard=None):
     """Fill the cache for every split; train also gets the augmented copies. With shard=(i, n),
     compute that shard only, and merge if it is the last of the n to finish. Returns the cache dir."""
-    if not (Path(data_dir) / "wav").is_dir():
-        raise UserError(f"{audio.shown(data_dir)} has no wav/ folder: expected {audio.shown(Path(data_dir) / 'wav')}/<genre>/<files> "
-                        f"(get GTZAN with: python split_data.py --download)")
+    wav_dir(data_dir)  # before the split lists: no audio at all is one line, not one per listed clip
     parts = load_split(split_dir)
     cache = cache_dir(cache_root, feat)
     write_json(cache / "spec.json", feat.key())

@@ -9,13 +9,13 @@ optimizer, no paths, no times), so that the same data and flags on the same mach
 bytes. `make pretrained` runs it; see pretrained/MODEL_CARD.md.
 """
 import argparse
-import hashlib
 import io
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from .download import sha256
 from .errors import UserError
 from .io import atomic_path
 
@@ -23,14 +23,6 @@ REPO = Path(__file__).resolve().parent.parent
 FILE = REPO / "pretrained" / "genre_musicnn_q2.pt"
 SHA256 = "daf00ccb4729646c92ad66baf9e2f9d84f3751993964d188f47a68dda2513dc1"  # make pretrained prints it
 CARD = "pretrained/MODEL_CARD.md"
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def checkpoint_path(path=FILE, expected=SHA256):

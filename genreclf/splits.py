@@ -40,6 +40,16 @@ def genre_of(relpath):
     return Path(relpath).parts[0]
 
 
+def wav_dir(data_dir):
+    """DATA/wav, the audio every stage reads; raises UserError when it or DATA is missing."""
+    wav = Path(data_dir) / "wav"
+    if not Path(data_dir).is_dir():
+        raise UserError(f"data dir {data_dir} does not exist (get GTZAN with: python split_data.py --download)")
+    if not wav.is_dir():
+        raise UserError(f"{data_dir} has no wav/ folder: expected {wav}/<genre>/<genre>.000NN.wav")
+    return wav
+
+
 def scan(data_dir, genres=None, report=print):
     """Audio on disk: {clip_id: relpath}, checking the layout DATA/wav/<genre>/**/<files>.
 
@@ -51,11 +61,7 @@ def scan(data_dir, genres=None, report=print):
     """
     from .audio import find_audio, shown
 
-    wav = Path(data_dir) / "wav"
-    if not Path(data_dir).is_dir():
-        raise UserError(f"data dir {data_dir} does not exist (get GTZAN with: python split_data.py --download)")
-    if not wav.is_dir():
-        raise UserError(f"{data_dir} has no wav/ folder: expected {wav}/<genre>/<genre>.000NN.wav")
+    wav = wav_dir(data_dir)
     if genres is None:
         genres = sorted(p.name for p in wav.iterdir() if p.is_dir() and not p.name.startswith("."))
     found = {}
