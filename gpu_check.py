@@ -56,7 +56,7 @@ def throughput(model_name, amp, steps=30, batch=32):
     """Training segments/s of one model on random (batch, 128, 172) log-mels on cuda:0."""
     import torch
 
-    from genreclf.train import amp_setup
+    from genreclf.device import amp_setup
     from model import build
 
     dev = torch.device("cuda:0")

@@ -13,12 +13,14 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 from genreclf import checkpoint, rundata
+from genreclf.checkpoint import newest_run
 from genreclf.config import from_args
+from genreclf.device import dist_info
 from genreclf.errors import UserError, run_cli
-from genreclf.experiment import add_training_flags, new_run_dir, newest_run, open_caches, repeat, result_row, run, summarize
+from genreclf.experiment import add_training_flags, new_run_dir, open_caches, repeat, result_row, run, summarize
 from genreclf.featurizers import FEATURIZERS
 from genreclf.paths import cache_root
-from genreclf.train import TrainConfig, dist_info
+from genreclf.train import TrainConfig
 from model import inputs_of
 
 

@@ -16,12 +16,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from genreclf import audio, predict, pretrained
-from genreclf.checkpoint import load_model
+from genreclf.checkpoint import load_model, newest_run
+from genreclf.device import resolve_device
 from genreclf.errors import UserError, run_cli
-from genreclf.experiment import newest_run
 from genreclf.io import write_text
 from genreclf.musicnn import MODELS as MUSICNN_MODELS
-from genreclf.train import resolve_device
 
 
 def _argv(argv):

@@ -96,3 +96,10 @@ def check_features(ckpt, features, path):
         if features.get(name) != spec:
             raise UserError(f"{path} was trained on {name} features {spec}, but the cache for these flags was "
                             f"made with {features.get(name)}: pass the checkpoint's feature flags")
+
+
+def newest_run(model=None, root="runs"):
+    """The run folder under `root` whose best.pt is newest (of `model`'s runs when given), or None."""
+    runs = sorted(Path(root).glob("*/best.pt"), key=lambda p: p.stat().st_mtime)
+    runs = [p for p in runs if model is None or p.parent.name.startswith(model)]
+    return runs[-1].parent if runs else None

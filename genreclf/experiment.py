@@ -23,7 +23,8 @@ from .extract import open_cache
 from .groups import grouped_folds, groups_for
 from .io import write_json, write_text
 from .metrics import bootstrap_ci, pooled_predictions, save_confusion
-from .train import TrainConfig, dist_info, fit, seed_everything, test
+from .device import dist_info
+from .train import TrainConfig, fit, seed_everything, test
 
 log = logging.getLogger("genreclf")
 
@@ -139,12 +140,6 @@ def run(cfg, caches, run_dir, do_train=True, do_test=True, resume=False, assignm
 
 def new_run_dir(model, out=None):
     return Path(out) if out else Path("runs") / f"{model}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def newest_run(model=None, root="runs"):
-    runs = sorted(Path(root).glob("*/best.pt"), key=lambda p: p.stat().st_mtime)
-    runs = [p for p in runs if model is None or p.parent.name.startswith(model)]
-    return runs[-1].parent if runs else None
 
 
 def kfold_assignments(caches, k, seed, groups_file=None, val_per_class=1):

@@ -15,6 +15,7 @@ from model import MODELS
 
 from . import checkpoint, recipe
 from .data import batch_plan, loader
+from .device import amp_setup, dist_info, init_distributed, resolve_device, sync_buffers, weights_hash
 from .errors import UserError
 from .metrics import bootstrap_ci, clip_predictions, predict_segments, score
 
@@ -49,56 +50,6 @@ class TrainConfig:
     test_hop: float = field(default=0.0, metadata={"help": "test on windows every TEST_HOP seconds, overlapping when shorter than the segment (0: the segment grid; --hop is the STFT's)"})
 
 
-def dist_info():
-    """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) when run alone."""
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
-
-
-def init_distributed(device):
-    """Join torchrun's process group (NCCL for GPUs, gloo for CPU) when there is more than one rank."""
-    _, world, _ = dist_info()
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-
-
-def sync_buffers(model, world):
-    """Average BatchNorm running statistics over ranks. DDP only broadcasts rank 0's buffers at
-    the start of each forward, so after the last step every rank holds statistics of its own
-    batches; averaging makes validation, "best" and the saved weights identical on all ranks."""
-    for b in model.buffers():
-        if b.is_floating_point():
-            dist.all_reduce(b)
-            b /= world
-
-
-def weights_hash(model):
-    """SHA-256 of the model's parameters and buffers: equal on every rank when DDP kept them in sync."""
-    import hashlib
-    h = hashlib.sha256()
-    for name, t in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
-def amp_setup(amp, device):
-    """(autocast dtype, GradScaler) for --amp. bf16 keeps fp32's exponent range, so it needs no
-    loss scaling; fp16 (GPUs before Ampere) does. Without --amp the scaler is a pass-through."""
-    bf16 = device.type == "cpu" or torch.cuda.is_bf16_supported()
-    dtype = torch.bfloat16 if bf16 else torch.float16
-    return dtype, torch.amp.GradScaler(device.type, enabled=amp and dtype == torch.float16)
-
-
-def resolve_device(name, local_rank=0):
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for, but no CUDA GPU is available (use --device cpu or auto)")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(f"cuda:{local_rank}" if name == "cuda" else "cpu")
-
-
 def make_model(cfg, data, pretrained=True):
     """Build cfg.model for `data`; ImageNet weights when asked (`pretrained=False` on resume,
     where the checkpoint's weights replace them anyway). Returns (model, its kwargs)."""
@@ -128,106 +79,152 @@ def fit(cfg, data, run_dir, resume=False):
                 "config": asdict(cfg)}
     if hasattr(model, "fit_sklearn"):  # the classic baselines: one scikit-learn fit instead of SGD
         return recipe.fit_classic(cfg, model, data, run_dir, device, describe, rank)
-    model.to(device)
-    if device.type == "cuda" and any(isinstance(m, torch.nn.Conv2d) for m in model.modules()):
-        model.to(memory_format=torch.channels_last)  # NHWC: what cuDNN's tensor-core kernels want
-    amp_dtype, scaler = amp_setup(cfg.amp, device)
-    core = model
-    if world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = recipe.optimizer(params, cfg)
-    sched = recipe.Schedule(opt, cfg, len(batch_plan(len(data.train), cfg.batch_size, rank=rank, world=world)))
-    state = {"epoch": 0, "best": -1.0, "best_loss": float("inf"), "bad_epochs": 0, "history": []}
-    if resume:
-        last = checkpoint.read(run_dir / "last.pt")
-        core.load_state_dict(last["state"])
-        opt.load_state_dict(last["optimizer"])
-        sched.load_state_dict(last["scheduler"])
-        rng = (last["rng"].get("ranks") or [last["rng"]])[rank]  # each rank's own RNG states
+    return Trainer(cfg, data, run_dir, model, device, describe).run(resume)
+
+
+class Trainer:
+    """The SGD loop of `fit`, one method per step: restore (from last.pt), train_epoch, validate,
+    end_epoch (best/early-stop bookkeeping, checkpoints, the log line). Under torchrun every rank
+    runs it; only rank 0 writes."""
+
+    def __init__(self, cfg, data, run_dir, model, device, describe):
+        self.cfg, self.data, self.run_dir, self.device, self.describe = cfg, data, run_dir, device, describe
+        self.rank, self.world, _ = dist_info()
+        model.to(device)
+        if device.type == "cuda" and any(isinstance(m, torch.nn.Conv2d) for m in model.modules()):
+            model.to(memory_format=torch.channels_last)  # NHWC: what cuDNN's tensor-core kernels want
+        self.core = model  # the model itself; self.model is its DDP wrapper under torchrun
+        self.model = model
+        if self.world > 1:
+            self.model = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None)
+        self.amp_dtype, self.scaler = amp_setup(cfg.amp, device)
+        self.opt = recipe.optimizer([p for p in self.model.parameters() if p.requires_grad], cfg)
+        steps = len(batch_plan(len(data.train), cfg.batch_size, rank=self.rank, world=self.world))
+        self.sched = recipe.Schedule(self.opt, cfg, steps)
+        self.state = {"epoch": 0, "best": -1.0, "best_loss": float("inf"), "bad_epochs": 0, "history": []}
+
+    def run(self, resume=False):
+        cfg, state = self.cfg, self.state
+        if resume:
+            self.restore()
+            state = self.state
+        try:
+            while state["epoch"] < cfg.epochs and state["bad_epochs"] < cfg.patience:
+                epoch = state["epoch"] + 1
+                train = self.train_epoch(epoch)
+                val, val_loss = self.validate()
+                self.end_epoch(epoch, train, val, val_loss)
+            if state["bad_epochs"] >= cfg.patience:
+                log.info(f"early stop: no better val accuracy for {cfg.patience} epochs")
+        except KeyboardInterrupt:
+            state["interrupted"] = True
+            log.info(f"stopped by Ctrl+C during epoch {state['epoch'] + 1}; keeping best.pt "
+                     f"(val clip accuracy {state['best']:.3f})")
+        if self.world > 1:  # check, rather than trust, that every rank ends with the same weights
+            hashes = [None] * self.world
+            dist.all_gather_object(hashes, weights_hash(self.core))
+            state["rank_weight_hashes"] = hashes
+            log.info(f"weights identical on all {self.world} ranks: {len(set(hashes)) == 1}")
+        return state
+
+    def restore(self):
+        """Continue from run_dir/last.pt: weights, optimizer, schedule, this rank's RNG, the state."""
+        last = checkpoint.read(self.run_dir / "last.pt")
+        self.core.load_state_dict(last["state"])
+        self.opt.load_state_dict(last["optimizer"])
+        self.sched.load_state_dict(last["scheduler"])
+        rng = (last["rng"].get("ranks") or [last["rng"]])[self.rank]  # each rank's own RNG states
         torch.set_rng_state(rng["torch"])
-        if device.type == "cuda" and rng.get("cuda"):
-            torch.cuda.set_rng_state(rng["cuda"], device)
-        state = last["train_state"]
-        done = state["epoch"] >= cfg.epochs or state["bad_epochs"] >= cfg.patience
-        log.info(f"{run_dir}: training had already finished at epoch {state['epoch']}; nothing to resume "
+        if self.device.type == "cuda" and rng.get("cuda"):
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+        self.state = state = last["train_state"]
+        done = state["epoch"] >= self.cfg.epochs or state["bad_epochs"] >= self.cfg.patience
+        log.info(f"{self.run_dir}: training had already finished at epoch {state['epoch']}; nothing to resume "
                  f"(best val clip accuracy {state['best']:.3f})" if done else
-                 f"resumed {run_dir} after epoch {state['epoch']} (best val clip accuracy {state['best']:.3f})")
-    try:
-        while state["epoch"] < cfg.epochs and state["bad_epochs"] < cfg.patience:
-            epoch = state["epoch"] + 1
-            model.train()
-            total, correct, loss_sum = 0, 0, 0.0
-            on_gpu = device.type == "cuda"  # workers read the memory map ahead; pinned pages copy asynchronously
-            batch_list = loader(recipe.epoch_view(data.train, cfg, epoch), cfg.batch_size, shuffle=True,
-                                seed=cfg.seed * 100003 + epoch, rank=rank, world=world,
-                                workers=min(4, os.cpu_count() or 1) if on_gpu else 0, pin_memory=on_gpu)
-            for b, (xs, y) in enumerate(batch_list):
-                if len(y) == 1 and len(data.train) > 1:
-                    # A last batch of one segment: BatchNorm needs more than one value per channel in
-                    # training mode (q2, resnet34_musicnn would raise), and one segment's gradient is
-                    # mostly noise, so drop it. Under torchrun batches are padded full, never one.
-                    continue
-                xs, y = {k: xs[k].to(device, non_blocking=True) for k in core.inputs}, y.to(device, non_blocking=True)
-                xs, target = recipe.augment_batch(xs, y, cfg, epoch, b, rank)  # SpecAugment, mixup, gain
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=cfg.amp):
-                    logits = model(*[xs[k] for k in core.inputs])
-                loss = recipe.mixed_loss(logits.float(), target, cfg.label_smoothing)
-                opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-                sched.step_batch()
-                loss_sum += loss.item() * len(y)  # .item() is a CPU-GPU sync point; once a batch is fine here
-                correct += (logits.argmax(1) == y).sum().item()
-                total += len(y)
-            if world > 1:  # every rank trained on its shard: add them up
-                t = torch.tensor([loss_sum, correct, total], dtype=torch.float64, device=device)
-                dist.all_reduce(t)
-                loss_sum, correct, total = t.tolist()
-                sync_buffers(core, world)
-            probs, val_loss = predict_segments(core, data.val, device)
-            val = score(probs, data.val, data.genres)
-            if world > 1:  # rank 0's validation decides best, early stop and LR steps on every rank
-                t = torch.tensor([val["clip_accuracy"], val_loss, val["segment_accuracy"]], dtype=torch.float64, device=device)
-                dist.broadcast(t, 0)
-                val["clip_accuracy"], val_loss, val["segment_accuracy"] = t.tolist()
-            sched.step_epoch(val["clip_accuracy"])
-            better = (val["clip_accuracy"], -val_loss) > (state["best"], -state["best_loss"])
-            record = {"epoch": epoch, "train_loss": loss_sum / total, "train_accuracy": correct / total,
-                      "val_loss": val_loss, "val_clip_accuracy": val["clip_accuracy"],
-                      "val_segment_accuracy": val["segment_accuracy"], "lr": opt.param_groups[0]["lr"]}
-            state["history"].append(record)
-            state["epoch"] = epoch
-            if better:
-                state.update(best=val["clip_accuracy"], best_loss=val_loss, bad_epochs=0)
-            else:
-                state["bad_epochs"] += 1
-            rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
-            ranks = [None] * world
-            if world > 1:  # every rank's own RNG states go into last.pt, so that a resume is exact on each
-                dist.all_gather_object(ranks, rng)
-            if rank == 0:
-                if better:
-                    checkpoint.save(run_dir / "best.pt", **describe, state=core.state_dict(), epoch=epoch, val=record)
-                checkpoint.save(run_dir / "last.pt", **describe, state=core.state_dict(), optimizer=opt.state_dict(),
-                                scheduler=sched.state_dict(), rng={**rng, "ranks": ranks if world > 1 else None},
-                                train_state=state)
-                log.info(f"epoch {epoch:3d}  train loss {record['train_loss']:.3f} acc {record['train_accuracy']:.3f}  "
-                         f"val loss {val_loss:.3f} seg {val['segment_accuracy']:.3f} clip {val['clip_accuracy']:.3f}"
-                         + ("  *best" if better else ""))
-        if state["bad_epochs"] >= cfg.patience:
-            log.info(f"early stop: no better val accuracy for {cfg.patience} epochs")
-    except KeyboardInterrupt:
-        state["interrupted"] = True
-        log.info(f"stopped by Ctrl+C during epoch {state['epoch'] + 1}; keeping best.pt "
-                 f"(val clip accuracy {state['best']:.3f})")
-    if world > 1:  # check, rather than trust, that every rank ends with the same weights
-        hashes = [None] * world
-        dist.all_gather_object(hashes, weights_hash(core))
-        state["rank_weight_hashes"] = hashes
-        log.info(f"weights identical on all {world} ranks: {len(set(hashes)) == 1}")
-    return state
+                 f"resumed {self.run_dir} after epoch {state['epoch']} (best val clip accuracy {state['best']:.3f})")
+
+    def train_epoch(self, epoch):
+        """One pass over this rank's batches. Returns {"loss", "accuracy"} summed over ranks."""
+        cfg, core, device = self.cfg, self.core, self.device
+        self.model.train()
+        total, correct, loss_sum = 0, 0, 0.0
+        on_gpu = device.type == "cuda"  # workers read the memory map ahead; pinned pages copy asynchronously
+        batch_list = loader(recipe.epoch_view(self.data.train, cfg, epoch), cfg.batch_size, shuffle=True,
+                            seed=cfg.seed * 100003 + epoch, rank=self.rank, world=self.world,
+                            workers=min(4, os.cpu_count() or 1) if on_gpu else 0, pin_memory=on_gpu)
+        for b, (xs, y) in enumerate(batch_list):
+            if len(y) == 1 and len(self.data.train) > 1:
+                # A last batch of one segment: BatchNorm needs more than one value per channel in
+                # training mode (q2, resnet34_musicnn would raise), and one segment's gradient is
+                # mostly noise, so drop it. Under torchrun batches are padded full, never one.
+                continue
+            xs, y = {k: xs[k].to(device, non_blocking=True) for k in core.inputs}, y.to(device, non_blocking=True)
+            xs, target = recipe.augment_batch(xs, y, cfg, epoch, b, self.rank)  # SpecAugment, mixup, gain
+            with torch.autocast(device.type, dtype=self.amp_dtype, enabled=cfg.amp):
+                logits = self.model(*[xs[k] for k in core.inputs])
+            loss = recipe.mixed_loss(logits.float(), target, cfg.label_smoothing)
+            self.opt.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.opt)
+            self.scaler.update()
+            self.sched.step_batch()
+            loss_sum += loss.item() * len(y)  # .item() is a CPU-GPU sync point; once a batch is fine here
+            correct += (logits.argmax(1) == y).sum().item()
+            total += len(y)
+        if self.world > 1:  # every rank trained on its shard: add them up
+            t = torch.tensor([loss_sum, correct, total], dtype=torch.float64, device=device)
+            dist.all_reduce(t)
+            loss_sum, correct, total = t.tolist()
+            sync_buffers(core, self.world)
+        return {"loss": loss_sum / total, "accuracy": correct / total}
+
+    def validate(self):
+        """(score dict of the val clips, mean val loss); rank 0's numbers on every rank."""
+        probs, val_loss = predict_segments(self.core, self.data.val, self.device)
+        val = score(probs, self.data.val, self.data.genres)
+        if self.world > 1:  # rank 0's validation decides best, early stop and LR steps on every rank
+            t = torch.tensor([val["clip_accuracy"], val_loss, val["segment_accuracy"]], dtype=torch.float64,
+                             device=self.device)
+            dist.broadcast(t, 0)
+            val["clip_accuracy"], val_loss, val["segment_accuracy"] = t.tolist()
+        return val, val_loss
+
+    def end_epoch(self, epoch, train, val, val_loss):
+        """Step the plateau schedule, record the epoch, keep best.pt when val improved, write last.pt."""
+        state = self.state
+        self.sched.step_epoch(val["clip_accuracy"])
+        better = (val["clip_accuracy"], -val_loss) > (state["best"], -state["best_loss"])
+        record = {"epoch": epoch, "train_loss": train["loss"], "train_accuracy": train["accuracy"],
+                  "val_loss": val_loss, "val_clip_accuracy": val["clip_accuracy"],
+                  "val_segment_accuracy": val["segment_accuracy"], "lr": self.opt.param_groups[0]["lr"]}
+        state["history"].append(record)
+        state["epoch"] = epoch
+        if better:
+            state.update(best=val["clip_accuracy"], best_loss=val_loss, bad_epochs=0)
+        else:
+            state["bad_epochs"] += 1
+        self.save(epoch, record, better)
+        if self.rank == 0:
+            log.info(f"epoch {epoch:3d}  train loss {record['train_loss']:.3f} acc {record['train_accuracy']:.3f}  "
+                     f"val loss {val_loss:.3f} seg {val['segment_accuracy']:.3f} clip {val['clip_accuracy']:.3f}"
+                     + ("  *best" if better else ""))
+
+    def save(self, epoch, record, better):
+        """best.pt when `better`; last.pt always, with every rank's RNG state (gathered on all ranks)."""
+        device = self.device
+        rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+        ranks = [None] * self.world
+        if self.world > 1:  # every rank's own RNG states go into last.pt, so that a resume is exact on each
+            dist.all_gather_object(ranks, rng)
+        if self.rank != 0:
+            return
+        state_dict = self.core.state_dict()
+        if better:
+            checkpoint.save(self.run_dir / "best.pt", **self.describe, state=state_dict, epoch=epoch, val=record)
+        checkpoint.save(self.run_dir / "last.pt", **self.describe, state=state_dict, optimizer=self.opt.state_dict(),
+                        scheduler=self.sched.state_dict(), rng={**rng, "ranks": ranks if self.world > 1 else None},
+                        train_state=self.state)
 
 
 def test(run_dir, data, device="auto", hop=0.0):

@@ -116,7 +116,7 @@ def test_shard_flag_is_checked():
 def test_amp_on_cpu_steps_in_bf16():
     import torch
 
-    from genreclf.train import amp_setup
+    from genreclf.device import amp_setup
     from model import build
 
     dtype, scaler = amp_setup(True, torch.device("cpu"))
