@@ -30,12 +30,14 @@ def compare(a, b, name_a, name_b, n_boot=stats.N_BOOT, seed=0):
         example = (only_a or only_b)[0]
         raise UserError(f"{name_b}: scored on different test clips than {name_a} ({len(only_a)} only in the first, "
                         f"{len(only_b)} only in the second, e.g. {example})")
-    clips = list(a["clip_ids"])
+    clips = sorted(ta)  # a fixed order: the seeded bootstrap draws the same clips whatever the files' order
     bad = next((c for c in clips if ta[c] != tb[c]), None)
     if bad:
         raise UserError(f"{name_b}: clip {bad} has true genre {tb[bad]!r} here and {ta[bad]!r} in {name_a}")
-    pb = dict(zip(b["clip_ids"], b["pred"]))
-    r = stats.paired(a["true"], a["pred"], [pb[c] for c in clips], a.get("groups"), n_boot, seed)
+    pred_a, pred_b = dict(zip(a["clip_ids"], a["pred"])), dict(zip(b["clip_ids"], b["pred"]))
+    groups = dict(zip(a["clip_ids"], a["groups"])) if a.get("groups") else None
+    r = stats.paired([ta[c] for c in clips], [pred_a[c] for c in clips], [pred_b[c] for c in clips],
+                     [groups[c] for c in clips] if groups else None, n_boot, seed)
     r["groups_from"] = a.get("groups_from", "")
     r["runs_per_clip"] = {"a": sorted(set(a.get("runs_per_clip", [1]))), "b": sorted(set(b.get("runs_per_clip", [1])))}
     return r
@@ -60,6 +62,9 @@ def main():
     over = stats.over(r["resampled"], r["artists"]) + (f" of the test clips; {r['groups_from']}" if r["artists"] else "")
     each = {k: results.seeds_per_clip(v) for k, v in r["runs_per_clip"].items()}
     print(f"{r['clips']} test clips, the same in both, each counted once (A: {each['a']}; B: {each['b']})")
+    if r["runs_per_clip"]["a"] != r["runs_per_clip"]["b"]:
+        print("note: the two sides average different numbers of seeds per clip; an average over seeds is an ensemble, "
+              "which favours the side with more")
     print(f"A {args.run_a}: clip accuracy {r['accuracy_a']:.3f}, macro-F1 {r['macro_f1_a']:.3f}")
     print(f"B {args.run_b}: clip accuracy {r['accuracy_b']:.3f}, macro-F1 {r['macro_f1_b']:.3f}")
     print(f"A - B: {r['difference']:+.3f} (95% CI {lo:+.3f} to {hi:+.3f}, paired bootstrap over {over})")

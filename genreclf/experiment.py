@@ -129,9 +129,10 @@ def run(cfg, caches, run_dir, do_train=True, do_test=True, resume=False, assignm
         ci = metrics["test_clip_accuracy_ci95"]
         save_confusion(metrics["confusion_matrix"], data.genres, run_dir / "confusion.png",
                        f"{cfg.model}: test clip accuracy {metrics['test_clip_accuracy']:.3f}")
+        unit = over(metrics["test_ci_resampled"], metrics["test_artists"])
         log.info(f"test: clip accuracy {metrics['test_clip_accuracy']:.3f} (95% CI {ci[0]:.3f}-{ci[1]:.3f}, bootstrap "
-                 f"over {over(metrics['test_ci_resampled'], metrics['test_artists'])}), segment accuracy {metrics['test_segment_accuracy']:.3f}, "
-                 f"macro-F1 {metrics['test_macro_f1']:.3f} (over the {metrics['test_macro_f1_genres']} genres present) "
+                 f"over {unit}), segment accuracy {metrics['test_segment_accuracy']:.3f}, macro-F1 "
+                 f"{metrics['test_macro_f1']:.3f} (over the {metrics['test_macro_f1_genres']} genres present) "
                  f"on {metrics['test_clips']} clips")
         for g in data.genres:
             r = metrics["test_per_class"][g]

@@ -290,7 +290,7 @@ def test_compare_says_how_it_counted_and_names_the_test_command(tmp_path, capsys
     compare.main()
     out = capsys.readouterr().out
     assert "14 test clips, the same in both, each counted once (A: probabilities averaged over its 2 seeds; " \
-           "B: one seed)" in out
+           "B: one seed)" in out and "an ensemble, which favours the side with more" in out
     assert "paired bootstrap over 2 artists of the test clips; artists from gtzan/artists.txt" in out  # Marley, Morphine
     assert "p = 0.0156 (the clips span 2 artists" in out
     (tmp_path / "trained").mkdir()
