@@ -21,7 +21,7 @@ from .extract import open_cache
 from .groups import grouped_folds, groups_for
 from .io import write_json
 from .metrics import save_confusion
-from .results import result_row, retested, summarize, test_stats, with_groups
+from .results import result_row, retested, run_stats, summarize, with_groups
 from .stats import over
 from .device import dist_info
 from .train import TrainConfig, fit, seed_everything, test
@@ -95,7 +95,7 @@ def run(cfg, caches, run_dir, do_train=True, do_test=True, resume=False, assignm
     """One run in `run_dir`. Returns its metrics dict ("interrupted": True after Ctrl+C; the test
     is then skipped unless `test_if_interrupted`). A run folder with data.json, when resumed or
     re-tested, loads its pinned clips (see rundata.py), whatever the split files say now. The test
-    CI resamples the artists of the test clips (`groups_file`, else GTZAN's; see test_stats)."""
+    CI resamples the artists of the test clips (`groups_file`, else GTZAN's; see run_stats)."""
     rank, _, _ = dist_info()
     setup_logging(run_dir)
     seed_everything(cfg.seed)
@@ -125,7 +125,7 @@ def run(cfg, caches, run_dir, do_train=True, do_test=True, resume=False, assignm
         scored = test(run_dir, data, cfg.device, hop=cfg.test_hop)
         predictions = with_groups(scored.pop("predictions"), groups_file)
         write_json(run_dir / "predictions.json", predictions)
-        metrics.update(scored, **test_stats(predictions))
+        metrics.update(scored, **run_stats(predictions))
         ci = metrics["test_clip_accuracy_ci95"]
         save_confusion(metrics["confusion_matrix"], data.genres, run_dir / "confusion.png",
                        f"{cfg.model}: test clip accuracy {metrics['test_clip_accuracy']:.3f}")

@@ -1,9 +1,11 @@
-"""Test predictions on disk, as compare.py, results.md and the recipe table read them.
+"""Test results on disk: the predictions compare.py and the recipe table read, and the summary
+every main.py run or experiment writes (results.json, results.md), with the statistics of stats.py.
 
     RUN/predictions.json  per test clip (metrics.clip_predictions): genres, clip_ids, true, pred,
                           probs, and, since issue 18, groups (the clip's artist group) and
                           groups_from (where the groups came from, in words)
-    EXP/results.json      an experiment's runs; the "counted" ones are pooled per clip (stats.pool)
+    EXP/results.json      an experiment's runs, their mean ± std and the pooled row: its "counted"
+                          runs pooled per clip (stats.pool); results.md, the same as a table
 
 A predictions.json without groups (made before they were written) gets them as groups.groups_for
 gives them today: GTZAN names take gtzan/artists.txt, other clips are their own group.
@@ -84,7 +86,7 @@ def _groups_file(folder):
     return None
 
 
-def test_stats(predictions):
+def run_stats(predictions):
     """A run's test statistics from its predictions (with groups): clip accuracy's 95% CI, a
     bootstrap over the artists of its test clips when known, else over clips, what it resampled
     ("artists"/"clips", how many artists, from where), and macro-F1 over the genres present.
@@ -99,11 +101,11 @@ def test_stats(predictions):
 
 def retested(run_dir, metrics, groups_file=None):
     """A finished run's metrics with its test statistics recomputed from its predictions.json
-    (test_stats): resuming a finished experiment rewrites results.md with today's CIs and macro-F1."""
+    (run_stats): resuming a finished experiment rewrites results.md with today's CIs and macro-F1."""
     path = Path(run_dir) / "predictions.json"
     if not path.exists():
         return metrics
-    return {**metrics, **test_stats(with_groups(json.loads(path.read_text()), groups_file))}
+    return {**metrics, **run_stats(with_groups(json.loads(path.read_text()), groups_file))}
 
 
 def result_row(name, seed, metrics, counted=True):

@@ -31,7 +31,7 @@ def pool(runs, names=None):
     the genre order or on a clip's true genre."""
     names = names or [f"run {i}" for i in range(len(runs))]
     genres = runs[0]["genres"]
-    sums, truth, count, group = {}, {}, {}, {}
+    sums, truth, count, group, own = {}, {}, {}, {}, {}
     for name, p in zip(names, runs):
         if p["genres"] != genres:
             raise UserError(f"{name}: genres {', '.join(p['genres'])}, but {names[0]} has {', '.join(genres)}: "
@@ -42,12 +42,14 @@ def pool(runs, names=None):
                 raise UserError(f"{name}: clip {c} has true genre {t!r}, another run of the experiment says {truth[c]!r}")
             sums[c] = sums.get(c, 0) + np.asarray(probs[i], dtype=np.float64)
             count[c] = count.get(c, 0) + 1
+            own[c] = p["pred"][i]  # a clip tested once keeps its run's own prediction (probs are rounded)
             if "groups" in p:
                 group[c] = p["groups"][i]
     ids = list(sums)
     mean = np.array([sums[c] / count[c] for c in ids]).reshape(len(ids), len(genres))
     out = {"genres": list(genres), "clip_ids": ids, "true": [truth[c] for c in ids],
-           "pred": [genres[k] for k in mean.argmax(1)], "probs": np.round(mean, 6).tolist(),
+           "pred": [own[c] if count[c] == 1 else genres[k] for c, k in zip(ids, mean.argmax(1))],
+           "probs": np.round(mean, 6).tolist(),
            "runs_per_clip": [count[c] for c in ids]}
     if all("groups" in p for p in runs):
         out.update(groups=[group[c] for c in ids], groups_from=runs[0].get("groups_from", ""))

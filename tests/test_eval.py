@@ -329,7 +329,7 @@ def test_results_md_names_both_macro_f1s_and_counts_what_it_left_out(tmp_path, c
 
     from genreclf.data import FeatureSet
     from genreclf.metrics import score
-    from genreclf.results import result_row, summarize, test_stats, with_groups
+    from genreclf.results import result_row, run_stats, summarize, with_groups
 
     fold = FeatureSet({}, np.array([0, 1, 0, 1]), np.arange(4), ["x/1", "x/2", "x/3", "x/4"])
     s = score(np.eye(3)[[0, 1, 0, 1]], fold, ["classical", "metal", "reggae"])
@@ -338,7 +338,7 @@ def test_results_md_names_both_macro_f1s_and_counts_what_it_left_out(tmp_path, c
     write_experiment(tmp_path, ["seed0-fold0", "seed1-fold0"], ids, true, ["a", "a", "b", "a"])
     (tmp_path / "seed2-fold0").mkdir()
     rows = [result_row(r, i, {"test_clip_accuracy": 0.75, "test_segment_accuracy": 0.7, "test_clips": 4,
-                              **test_stats(with_groups(json.loads((tmp_path / r / "predictions.json").read_text())))})
+                              **run_stats(with_groups(json.loads((tmp_path / r / "predictions.json").read_text())))})
             for i, r in enumerate(["seed0-fold0", "seed1-fold0"])] + [result_row("seed2-fold0", 2, {"test_clip_accuracy": 0.5})]
     rows[-1].update(test_clip_accuracy_ci95=[0, 1], test_segment_accuracy=0.5, test_macro_f1=0.5, test_clips=4)
     with caplog.at_level("INFO", logger="genreclf"):
