@@ -434,6 +434,7 @@ def _scale_train(cache, n_batches=200, batch_size=32):
 
     import torch
     from genreclf import data as D
+    from genreclf import rundata
     from model import build
 
     peak, stop = [_rss_anon_mb()], threading.Event()
@@ -443,10 +444,11 @@ def _scale_train(cache, n_batches=200, batch_size=32):
             peak[0] = max(peak[0], _rss_anon_mb())
     threading.Thread(target=sample, daemon=True).start()
     t0 = time.perf_counter()
-    fs = D.load_clips({"mel": cache}, D.split_ids(cache)["train"], D.genres_of(cache))
+    index = rundata.read_index(cache)
+    fs = rundata.load_clips({"mel": cache}, index.splits["train"], index.genres)
     load_s = time.perf_counter() - t0
     torch.manual_seed(0)
-    model = build("base2dcnn", n_classes=len(D.genres_of(cache)), input_shape={"mel": fs.x["mel"].shape[1:]})
+    model = build("base2dcnn", n_classes=len(index.genres), input_shape={"mel": fs.x["mel"].shape[1:]})
     opt = torch.optim.Adam(model.parameters())
     steps, t0 = [], time.perf_counter()
     epochs = (D.batches(fs, batch_size, shuffle=True, seed=e) for e in range(n_batches))  # a new order each epoch

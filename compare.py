@@ -4,63 +4,48 @@
     python compare.py runs/q2-20261125-130000 runs/resnet18-20261125-140000
 
 A run folder holds predictions.json (main.py --do_test writes it); an experiment folder
-(results.json) pools its runs' test predictions, so two k-fold experiments with the same folds
-compare every clip once per seed. Reports each accuracy, the paired difference with its 95%
-bootstrap CI over clips (seeded), McNemar's exact test on the clips where exactly one is right
-(a binomial test of those discordant clips against 1/2), and per-genre recall deltas. Refuses
-runs scored on different clips.
+(results.json) pools its runs' test predictions per clip: each clip counts once, with its
+probabilities averaged over the seeds that tested it (genreclf/stats.py). Reports each accuracy and
+macro-F1, the paired difference with its 95% bootstrap CI (seeded) over artists when artists are
+known (GTZAN names: gtzan/artists.txt; an experiment's --groups file), else over clips, McNemar's
+exact test on the clips where exactly one is right (a binomial test of those discordant clips
+against 1/2) beside the number of artists those clips span, and per-genre recall deltas. Refuses
+runs scored on different clips, and names the command that tests a run never tested.
 """
 import argparse
 import json
-from pathlib import Path
+import sys
 
-import numpy as np
-
+from genreclf import results, stats
 from genreclf.errors import UserError, run_cli
-from genreclf.metrics import pooled_predictions
 
 
-def load(folder):
-    """{clip key: (true genre, predicted genre)} of a run or experiment folder."""
-    folder = Path(folder)
-    if (folder / "predictions.json").exists():
-        p = json.loads((folder / "predictions.json").read_text())
-    elif (folder / "results.json").exists():
-        runs = [r["run"] for r in json.loads((folder / "results.json").read_text())["runs"] if r.get("counted", True)]
-        p = pooled_predictions(folder, runs)
-        if p is None:
-            raise UserError(f"{folder}: its runs have no predictions.json (made before main.py wrote them: re-test them)")
-    else:
-        raise UserError(f"{folder}: not a run or experiment folder (no predictions.json or results.json)")
-    return {c: (t, q) for c, t, q in zip(p["clip_ids"], p["true"], p["pred"])}
-
-
-def compare(a, b, name_a, name_b, n_boot=2000, seed=0):
-    """Paired comparison of two {clip: (true, pred)} dicts over the same clips. Returns a dict."""
-    from scipy.stats import binomtest
-
-    if set(a) != set(b):
-        only_a, only_b = sorted(set(a) - set(b)), sorted(set(b) - set(a))
+def compare(a, b, name_a, name_b, n_boot=stats.N_BOOT, seed=0):
+    """Paired comparison (stats.paired) of two predictions dicts (results.load) over the same
+    clips, paired by clip id and resampled by A's artist groups. Returns a dict: the stats plus
+    "runs_per_clip" of each side. Raises UserError when the clips or their true genres differ."""
+    ta, tb = dict(zip(a["clip_ids"], a["true"])), dict(zip(b["clip_ids"], b["true"]))
+    if set(ta) != set(tb):
+        only_a, only_b = sorted(set(ta) - set(tb)), sorted(set(tb) - set(ta))
         example = (only_a or only_b)[0]
         raise UserError(f"{name_b}: scored on different test clips than {name_a} ({len(only_a)} only in the first, "
                         f"{len(only_b)} only in the second, e.g. {example})")
-    clips = sorted(a)
-    bad = next((c for c in clips if a[c][0] != b[c][0]), None)
+    clips = sorted(ta)  # a fixed order: the seeded bootstrap draws the same clips whatever the files' order
+    bad = next((c for c in clips if ta[c] != tb[c]), None)
     if bad:
-        raise UserError(f"{name_b}: clip {bad} has true genre {b[bad][0]!r} here and {a[bad][0]!r} in {name_a}")
-    truth = np.array([a[c][0] for c in clips])
-    ra = np.array([a[c][1] == a[c][0] for c in clips], dtype=float)
-    rb = np.array([b[c][1] == b[c][0] for c in clips], dtype=float)
-    idx = np.random.default_rng(seed).integers(0, len(clips), size=(n_boot, len(clips)))
-    diffs = ra[idx].mean(1) - rb[idx].mean(1)
-    only_a, only_b = int(((ra == 1) & (rb == 0)).sum()), int(((ra == 0) & (rb == 1)).sum())
-    p = binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
-    recall = {g: {"a": float(ra[truth == g].mean()), "b": float(rb[truth == g].mean()), "n": int((truth == g).sum())}
-              for g in sorted(set(truth))}
-    return {"clips": len(clips), "accuracy_a": float(ra.mean()), "accuracy_b": float(rb.mean()),
-            "difference": float(ra.mean() - rb.mean()),
-            "difference_ci95": [float(np.quantile(diffs, 0.025)), float(np.quantile(diffs, 0.975))],
-            "only_a_right": only_a, "only_b_right": only_b, "mcnemar_exact_p": float(p), "recall": recall}
+        raise UserError(f"{name_b}: clip {bad} has true genre {tb[bad]!r} here and {ta[bad]!r} in {name_a}")
+    pred_a, pred_b = dict(zip(a["clip_ids"], a["pred"])), dict(zip(b["clip_ids"], b["pred"]))
+    groups = dict(zip(a["clip_ids"], a["groups"])) if a.get("groups") else None
+    r = stats.paired([ta[c] for c in clips], [pred_a[c] for c in clips], [pred_b[c] for c in clips],
+                     [groups[c] for c in clips] if groups else None, n_boot, seed)
+    r["groups_from"] = a.get("groups_from", "")
+    r["runs_per_clip"] = {"a": sorted(set(a.get("runs_per_clip", [1]))), "b": sorted(set(b.get("runs_per_clip", [1])))}
+    return r
+
+
+def note(line):
+    """A line about what was left out (runs without predictions.json): stderr, the result goes on."""
+    print(f"note: {line}", file=sys.stderr)
 
 
 def main():
@@ -69,17 +54,23 @@ def main():
     p.add_argument("run_b")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON")
     args = p.parse_args()
-    r = compare(load(args.run_a), load(args.run_b), args.run_a, args.run_b)
+    r = compare(results.load(args.run_a, note), results.load(args.run_b, note), args.run_a, args.run_b)
     if args.json:
         print(json.dumps(r, indent=2))
         return
     lo, hi = r["difference_ci95"]
-    print(f"{r['clips']} test clips, the same in both")
-    print(f"A {args.run_a}: clip accuracy {r['accuracy_a']:.3f}")
-    print(f"B {args.run_b}: clip accuracy {r['accuracy_b']:.3f}")
-    print(f"A - B: {r['difference']:+.3f} (95% CI {lo:+.3f} to {hi:+.3f}, paired bootstrap over clips)")
-    print(f"McNemar exact test: {r['only_a_right']} clips only A got right, {r['only_b_right']} only B, "
-          f"p = {r['mcnemar_exact_p']:.3g}")
+    over = stats.over(r["resampled"], r["artists"]) + (f" of the test clips; {r['groups_from']}" if r["artists"] else "")
+    each = {k: results.seeds_per_clip(v) for k, v in r["runs_per_clip"].items()}
+    print(f"{r['clips']} test clips, the same in both, each counted once (A: {each['a']}; B: {each['b']})")
+    if r["runs_per_clip"]["a"] != r["runs_per_clip"]["b"]:
+        print("note: the two sides average different numbers of seeds per clip; an average over seeds is an ensemble, "
+              "which favours the side with more")
+    print(f"A {args.run_a}: clip accuracy {r['accuracy_a']:.3f}, macro-F1 {r['macro_f1_a']:.3f}")
+    print(f"B {args.run_b}: clip accuracy {r['accuracy_b']:.3f}, macro-F1 {r['macro_f1_b']:.3f}")
+    print(f"A - B: {r['difference']:+.3f} (95% CI {lo:+.3f} to {hi:+.3f}, paired bootstrap over {over})")
+    span = f"the clips span {r['artists']} artists" if r["artists"] else "artists unknown"
+    print(f"McNemar exact test on clips: {r['only_a_right']} clips only A got right, {r['only_b_right']} only B, "
+          f"p = {r['mcnemar_exact_p']:.3g} ({span}: clips of one artist are not independent, so read p beside the CI)")
     print("| genre | clips | recall A | recall B | B - A |")
     print("|---|---:|---:|---:|---:|")
     for g, x in r["recall"].items():

@@ -17,9 +17,10 @@ from genreclf.checkpoint import newest_run
 from genreclf.config import from_args
 from genreclf.device import dist_info
 from genreclf.errors import UserError, run_cli
-from genreclf.experiment import add_training_flags, new_run_dir, open_caches, repeat, result_row, run, summarize
+from genreclf.experiment import add_training_flags, new_run_dir, open_caches, repeat, run
 from genreclf.featurizers import FEATURIZERS
 from genreclf.paths import cache_root
+from genreclf.results import result_row, summarize
 from genreclf.train import TrainConfig
 from model import inputs_of
 

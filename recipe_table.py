@@ -8,9 +8,11 @@ the same folds, the classic baselines beside the seed's recipe ("old") and the n
 Each row runs `main.py ... --folds 5 --seeds S --out runs/cv-recipe/<row>` unless that folder
 already holds results.json (delete it to rerun). Rows that take under a minute a run get seeds
 0,1,2, the others seed 0. The table (runs/cv-recipe/table.md) gives per row clip accuracy and
-macro-F1 as mean ± std over its runs (folds x seeds), the pooled clip accuracy over every test
-clip of seed 0 with its 95% bootstrap CI, the row's wall and CPU minutes (timing.json, written
-when the row ran), and paired comparisons on seed 0's 187 clips (compare.py: McNemar's exact test).
+macro-F1 as mean ± std over its runs (folds x seeds; a fold's macro-F1 averages the genres present
+in its test clips), seed 0's pooled clip accuracy (every clip once) with its 95% bootstrap CI over
+artists and its pooled macro-F1, the row's wall and CPU minutes (timing.json, written when the row
+ran), and paired comparisons on seed 0's 187 clips (compare.py: paired bootstrap over artists,
+McNemar's exact test on clips). `--table-only` recomputes all of it from the runs' predictions.json.
 """
 import argparse
 import json
@@ -72,43 +74,60 @@ def _children_cpu():
 
 
 def seed0(root, name):
-    """{clip: (true, pred)} of seed 0's folds of a row, as compare.py reads them."""
-    from genreclf.metrics import pooled_predictions
+    """Seed 0's test predictions of a row, pooled per clip with artist groups (results.load's
+    format). Seed 0 only: rows ran 1 or 3 seeds, and a 3-seed average is an ensemble that a 1-seed
+    row does not get, so rows are compared on one seed each."""
+    from genreclf.results import pooled_predictions, with_groups
 
+    exp = json.loads((root / name / "experiment.json").read_text())
     runs = [r["run"] for r in json.loads((root / name / "results.json").read_text())["runs"]
             if r["seed"] == 0 and r.get("counted", True)]
-    p = pooled_predictions(root / name, runs)
-    return {c: (t, q) for c, t, q in zip(p["clip_ids"], p["true"], p["pred"])}
+    return with_groups(pooled_predictions(root / name, runs), exp.get("groups"))
+
+
+def fold_f1(run_dir, row):
+    """A run's macro-F1 over the genres in its test clips, from its predictions.json (results.json
+    rows written before issue 18 averaged absent genres in as 0); the row's own without one."""
+    from genreclf.stats import macro_f1
+
+    path = run_dir / "predictions.json"
+    if not path.exists():
+        return row["test_macro_f1"]
+    p = json.loads(path.read_text())
+    return macro_f1(p["true"], p["pred"])
 
 
 def row_summary(root, name):
-    from sklearn.metrics import f1_score
-
-    from genreclf.metrics import bootstrap_ci
+    """A row's numbers: per-run clip accuracy and macro-F1 (over the genres present in the run's
+    test clips, recomputed from its predictions.json, so older runs get the same definition) as
+    mean ± std; seed 0 pooled clip accuracy with its 95% bootstrap CI over artists, and macro-F1."""
+    from genreclf.stats import bootstrap_ci, macro_f1, resampled
 
     res = json.loads((root / name / "results.json").read_text())
     train = json.loads((root / name / "experiment.json").read_text())["train"]  # what ran, not what ROWS says now
     runs = [r for r in res["runs"] if r.get("counted", True)]
     acc = np.array([r["test_clip_accuracy"] for r in runs])
-    f1 = np.array([r["test_macro_f1"] for r in runs])
+    f1 = np.array([fold_f1(root / name / r["run"], r) for r in runs])
     pooled = seed0(root, name)
-    truth, pred = zip(*pooled.values())
+    correct = np.array(pooled["true"]) == np.array(pooled["pred"])
     timing = root / name / "timing.json"
     timing = json.loads(timing.read_text()) if timing.exists() else {}
     return {"row": name, "model": train["model"], "epochs": train["epochs"], "recipe": "new" if train["optimizer"] == "adamw" else "old",
             "seeds": ",".join(map(str, res["seeds"])), "runs": len(runs), "acc": (acc.mean(), acc.std(ddof=1)), "f1": (f1.mean(), f1.std(ddof=1)),
-            "pooled_acc": float(np.mean(np.array(truth) == np.array(pred))),
-            "pooled_ci": bootstrap_ci(np.array(truth) == np.array(pred)),
-            "pooled_f1": float(f1_score(truth, pred, average="macro")), "clips": len(pooled),
-            "minutes": timing.get("wall_minutes", float("nan")), "cpu_minutes": timing.get("cpu_minutes", float("nan"))}
+            "pooled_acc": float(correct.mean()), "pooled_ci": bootstrap_ci(correct, pooled["groups"]),
+            "resampled": resampled(pooled["groups"]), "pooled_f1": macro_f1(pooled["true"], pooled["pred"]),
+            "clips": len(correct), "minutes": timing.get("wall_minutes", float("nan")),
+            "cpu_minutes": timing.get("cpu_minutes", float("nan"))}
 
 
 def table(root):
     from compare import compare
+    from genreclf.stats import over
 
     done = [n for n in ROWS if (root / n / "results.json").exists()]
-    lines = ["| row | `--model` | recipe | epochs | seeds | runs | clip accuracy | macro-F1 | seed 0 pooled clip accuracy (95% CI) "
-             "| seed 0 pooled macro-F1 | wall minutes | CPU minutes |", "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| row | `--model` | recipe | epochs | seeds | runs | clip accuracy | macro-F1 (genres in the fold) "
+             "| seed 0 pooled clip accuracy (95% CI) | seed 0 pooled macro-F1 | wall minutes | CPU minutes |",
+             "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     summaries = [row_summary(root, n) for n in done]
     for s in summaries:
         classic = s["model"].endswith("_svm")
@@ -118,6 +137,9 @@ def table(root):
                      f"| {s['minutes']:.1f} | {s['cpu_minutes']:.1f} |")
     lines += ["", f"Total: {sum(s['minutes'] for s in summaries):.1f} wall minutes, {sum(s['cpu_minutes'] for s in summaries):.1f} CPU minutes "
               f"(main.py only; the feature caches of make cv-data are timed apart)."]
+    if summaries:
+        lines += [f"CIs: 95% percentile bootstrap over {over(*summaries[0]['resampled'])} of seed 0's {summaries[0]['clips']} "
+                  f"clips, paired in the comparisons below; McNemar's exact test is on clips."]
     lines += ["", "| A | B | clips | accuracy A | accuracy B | A - B (95% CI) | only A right | only B right | McNemar p |",
               "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for a, b in PAIRS:

@@ -2,8 +2,8 @@
 
     best.pt = {"model": name, "kwargs": {n_classes, input_shape, ...}, "features": {input: spec},
                "genres": [...], "state": state_dict, "config": {...}, "epoch", "val": {...}}
-    last.pt = best.pt's fields for the newest epoch + optimizer, scheduler, RNG state, best score:
-              everything `main.py --resume` needs.
+    last.pt = best.pt's fields for the newest epoch + optimizer, scheduler, GradScaler (fp16's
+              loss scale), RNG state, best score: everything `main.py --resume` needs.
 
 Checkpoints hold only tensors and plain data (dict, list, tuple, str, int, float, bool, None): `save`
 converts numpy values, and `read` loads with torch.load(weights_only=True), so a crafted .pt cannot
@@ -98,8 +98,26 @@ def check_features(ckpt, features, path):
                             f"made with {features.get(name)}: pass the checkpoint's feature flags")
 
 
+def run_model(run_dir):
+    """The model name a run folder trained: its config.json's, else its best.pt's (a folder made
+    without config.json), else None."""
+    import json
+
+    config = Path(run_dir) / "config.json"
+    try:
+        return json.loads(config.read_text())["train"]["model"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    try:
+        return read(Path(run_dir) / "best.pt")["model"]
+    except UserError:
+        return None
+
+
 def newest_run(model=None, root="runs"):
-    """The run folder under `root` whose best.pt is newest (of `model`'s runs when given), or None."""
+    """The run folder under `root` whose best.pt is newest, of exactly `model` when given (read
+    from the run, not its folder name: runs/resnet34-* and runs/resnet34_musicnn-* both start
+    with "resnet34"), or None."""
     runs = sorted(Path(root).glob("*/best.pt"), key=lambda p: p.stat().st_mtime)
-    runs = [p for p in runs if model is None or p.parent.name.startswith(model)]
+    runs = [p for p in runs if model is None or run_model(p.parent) == model]
     return runs[-1].parent if runs else None

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import UserError
 from .pack import Rows
 
 
@@ -32,61 +31,21 @@ class FeatureSet:
 
 
 def read_index(cache):
+    """A cache's index.json as a dict (a run reads it through rundata.read_index, once)."""
     return json.loads((Path(cache) / "index.json").read_text())
 
 
-def genres_of(cache):
-    """Sorted genres of all splits: the label order of every model trained on this cache."""
-    return sorted({c["genre"] for clips in read_index(cache)["splits"].values() for c in clips})
-
-
-def split_ids(cache):
-    """{part: [clip id]} as dataset.py cached them (unreadable files already left out)."""
-    return {part: [c["id"] for c in clips] for part, clips in read_index(cache)["splits"].items()}
-
-
-def _open(cache):
-    """({clip id: index entry}, pack path) of one cache; UserError for a cache without a pack."""
-    index = read_index(cache)
-    if "pack" not in index:
-        raise UserError(f"{cache}: made by an older dataset.py, without the segment pack training reads: rerun "
-                        f"dataset.py with the same flags (it skips the computed clips and only packs them)")
-    entries = {c["id"]: c for clips in index["splits"].values() for c in clips}
-    return entries, (Path(cache) / index["pack"] if index["pack"] else None)
-
-
-def load_clips(caches, ids, genres, augmented=False):
-    """Clips `ids` (any mix of the cache's parts) from {input name: cache dir}, as a FeatureSet
-    whose x[name] are rows of the memory-mapped pack. `augmented` includes each clip's augmented
-    copies (those that exist: dataset.py makes them for the training split only); every copy keeps
-    its clip's id. Clips must be present in every cache (one skipped by a featurizer is dropped).
-    Segment order: clips in `ids` order, copies in cache order, segments in time order."""
-    opened = {name: _open(cache) for name, cache in caches.items()}
-    names = list(caches)
-    ids = [cid for cid in ids if all(cid in opened[n][0] for n in names)]
-    rows = {n: [] for n in names}
-    y, clip, clip_ids, pos = [], [], [], []
-    for cid in ids:
-        entries = {n: opened[n][0][cid] for n in names}
-        entry = entries[names[0]]
-        if entry["genre"] not in genres:
-            raise UserError(f"clip {cid} has genre {entry['genre']!r}, unknown to this model ({', '.join(genres)})")
-        versions = [v for v in entry["versions"] if all(v in entries[n]["versions"] for n in names)]
-        versions = versions if augmented else [v for v in versions if v == "orig"]
-        for v in versions:
-            spans = {n: entries[n]["rows"][v] for n in names}
-            k = min(n_rows for _, n_rows in spans.values())  # featurizers may round the last segment differently
-            for n in names:
-                rows[n].append(np.arange(spans[n][0], spans[n][0] + k))
-            y += [genres.index(entry["genre"])] * k
-            clip += [len(clip_ids)] * k
-            pos += range(k)
-        clip_ids.append(cid)
-    if not y:
-        raise UserError(f"no cached segments for these clips in {', '.join(map(str, caches.values()))}")
-    return FeatureSet({n: Rows(opened[n][1], np.concatenate(rows[n])) for n in names},
-                      np.asarray(y, dtype=np.int64), np.asarray(clip, dtype=np.int64), clip_ids,
-                      np.asarray(pos, dtype=np.int64))
+def from_rows(packs, spans, clip_ids):
+    """A FeatureSet over the rows of memory-mapped packs (rundata.py decides which rows).
+    packs: {input name: pack path}; spans: one (clip index into clip_ids, label, {input name: first
+    row}, n segments) per clip copy, in segment order: segment j of a span is row first + j."""
+    rows = {n: [np.arange(first[n], first[n] + k) for _, _, first, k in spans] for n in packs}
+    y = [np.full(k, label) for _, label, _, k in spans]
+    clip = [np.full(k, i) for i, _, _, k in spans]
+    pos = [np.arange(k) for *_, k in spans]
+    return FeatureSet({n: Rows(packs[n], np.concatenate(rows[n])) for n in packs},
+                      np.concatenate(y).astype(np.int64), np.concatenate(clip).astype(np.int64), list(clip_ids),
+                      np.concatenate(pos).astype(np.int64))
 
 
 def batch_plan(n, batch_size, shuffle=False, seed=0, rank=0, world=1):

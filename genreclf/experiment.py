@@ -15,14 +15,14 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import numpy as np
-
 from . import checkpoint, rundata
 from . import data as D
 from .extract import open_cache
 from .groups import grouped_folds, groups_for
-from .io import write_json, write_text
-from .metrics import bootstrap_ci, pooled_predictions, save_confusion
+from .io import write_json
+from .metrics import save_confusion
+from .results import result_row, retested, run_stats, summarize, with_groups
+from .stats import over
 from .device import dist_info
 from .train import TrainConfig, fit, seed_everything, test
 
@@ -61,17 +61,19 @@ def open_caches(inputs, featurizers, cache_root):
 def load_data(caches, assignment=None, need_train=True, augment=True, run_dir=None, pinned=None):
     """Data for {part: [clip id]} (default: the cached split), or for a run's pinned clips
     (`pinned`, from run_dir/data.json). Test-only runs skip train/val. Returns (Data, pinned dict):
-    `augment` False trains on original clips only."""
+    `augment` False trains on original clips only. Each index.json is read once (rundata.py)."""
     parts = ("train", "val", "test") if need_train else ("test",)
+    indexes = None
     if pinned is None:
-        first = next(iter(caches.values()))
-        assignment = assignment or D.split_ids(first)
-        pinned = rundata.pin(caches, assignment, D.genres_of(first), ("train",) if augment else ())
-    caches = rundata.caches_of(pinned)
-    loaded = rundata.load(run_dir, pinned, parts, say=log.info)
+        indexes = rundata.read_indexes(caches)
+        first = next(iter(indexes.values()))
+        pinned = rundata.pin(indexes, assignment or first.splits, first.genres, ("train",) if augment else (),
+                             say=log.info)
+    loaded = rundata.load(run_dir, pinned, parts, indexes, say=log.info)
     features = {n: c["spec"] for n, c in pinned["caches"].items()}
     shape = {n: tuple(a.shape[1:]) for n, a in loaded["test"].x.items()}
-    return Data(caches, features, pinned["genres"], shape, loaded.get("train"), loaded.get("val"), loaded["test"]), pinned
+    return Data(rundata.caches_of(pinned), features, pinned["genres"], shape, loaded.get("train"), loaded.get("val"),
+                loaded["test"]), pinned
 
 
 def setup_logging(run_dir):
@@ -89,10 +91,11 @@ def setup_logging(run_dir):
 
 
 def run(cfg, caches, run_dir, do_train=True, do_test=True, resume=False, assignment=None, extra_config=None,
-        augment=True, test_if_interrupted=True):
+        augment=True, test_if_interrupted=True, groups_file=None):
     """One run in `run_dir`. Returns its metrics dict ("interrupted": True after Ctrl+C; the test
     is then skipped unless `test_if_interrupted`). A run folder with data.json, when resumed or
-    re-tested, loads its pinned clips (see rundata.py), whatever the split files say now."""
+    re-tested, loads its pinned clips (see rundata.py), whatever the split files say now. The test
+    CI resamples the artists of the test clips (`groups_file`, else GTZAN's; see run_stats)."""
     rank, _, _ = dist_info()
     setup_logging(run_dir)
     seed_everything(cfg.seed)
@@ -101,7 +104,7 @@ def run(cfg, caches, run_dir, do_train=True, do_test=True, resume=False, assignm
         log.info(f"{run_dir} has no {rundata.NAME} (made before runs pinned their data): testing on the cache's test split")
     elif pinned is not None and not resume:  # test only: feature flags that differ from the run's are a mistake
         checkpoint.check_features({"features": {n: c["spec"] for n, c in pinned["caches"].items()}},
-                                  {n: D.read_index(c)["spec"] for n, c in caches.items()}, run_dir / "best.pt")
+                                  {n: rundata.read_index(c).spec for n, c in caches.items()}, run_dir / "best.pt")
     data, pinned = load_data(caches, assignment, need_train=do_train, augment=augment, run_dir=run_dir, pinned=pinned)
     metrics_path = run_dir / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
@@ -120,15 +123,17 @@ def run(cfg, caches, run_dir, do_train=True, do_test=True, resume=False, assignm
             metrics["rank_weight_hashes"] = state["rank_weight_hashes"]
     if do_test and rank == 0 and (test_if_interrupted or not metrics.get("interrupted")):
         scored = test(run_dir, data, cfg.device, hop=cfg.test_hop)
-        predictions = scored.pop("predictions")
+        predictions = with_groups(scored.pop("predictions"), groups_file)
         write_json(run_dir / "predictions.json", predictions)
-        metrics.update(scored)
+        metrics.update(scored, **run_stats(predictions))
         ci = metrics["test_clip_accuracy_ci95"]
         save_confusion(metrics["confusion_matrix"], data.genres, run_dir / "confusion.png",
                        f"{cfg.model}: test clip accuracy {metrics['test_clip_accuracy']:.3f}")
+        unit = over(metrics["test_ci_resampled"], metrics["test_artists"])
         log.info(f"test: clip accuracy {metrics['test_clip_accuracy']:.3f} (95% CI {ci[0]:.3f}-{ci[1]:.3f}, bootstrap "
-                 f"over clips), segment accuracy {metrics['test_segment_accuracy']:.3f}, macro-F1 "
-                 f"{metrics['test_macro_f1']:.3f} on {metrics['test_clips']} clips")
+                 f"over {unit}), segment accuracy {metrics['test_segment_accuracy']:.3f}, macro-F1 "
+                 f"{metrics['test_macro_f1']:.3f} (over the {metrics['test_macro_f1_genres']} genres present) "
+                 f"on {metrics['test_clips']} clips")
         for g in data.genres:
             r = metrics["test_per_class"][g]
             log.info(f"  {g:10s} precision {r['precision']:.2f} recall {r['recall']:.2f} f1 {r['f1-score']:.2f} n={r['support']:.0f}")
@@ -146,9 +151,8 @@ def kfold_assignments(caches, k, seed, groups_file=None, val_per_class=1):
     """Stratified k folds over every cached clip, grouped by artist when artists are known
     (groups.py): each fold is the test set once, and about `val_per_class` clips per genre of the
     rest (whole artists) are held out for model selection. Returns (folds, where groups came from)."""
-    first = next(iter(caches.values()))
-    index = D.read_index(first)
-    clips = sorted({(c["id"], c["genre"]) for part in index["splits"].values() for c in part})
+    index = rundata.read_index(next(iter(caches.values())))
+    clips = sorted((cid, c["genre"]) for cid, c in index.entries.items())
     ids, genres = [c[0] for c in clips], [c[1] for c in clips]
     labels, source = groups_for(ids, groups_file)
     return grouped_folds(ids, genres, labels, k, seed, val_per_class, say=log.info), source
@@ -180,7 +184,7 @@ def repeat(cfg, caches, root, seeds=(), folds=0, groups_file=None, resume=False)
     setup_logging(root)  # root/train.log: how folds were made, and where the experiment stopped
     if resume:
         exp = json.loads((root / EXPERIMENT).read_text())
-        jobs, folds, seeds = exp["jobs"], exp["folds"], exp["seeds"]
+        jobs, folds, seeds, groups_file = exp["jobs"], exp["folds"], exp["seeds"], exp.get("groups")
     else:
         jobs = plan(cfg, caches, seeds, folds, groups_file)
         if rank == 0:
@@ -196,11 +200,12 @@ def repeat(cfg, caches, root, seeds=(), folds=0, groups_file=None, resume=False)
         done = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").exists() else {}
         try:
             if resume and "test_clip_accuracy" in done and not done.get("interrupted"):
-                m = done
+                m = retested(run_dir, done, groups_file)
             else:
                 again = resume and (run_dir / "last.pt").exists()
                 m = run(c, caches, run_dir, resume=again, assignment=job["assignment"], augment=not folds,
-                        extra_config={"assignment": job["assignment"]}, test_if_interrupted=False)
+                        extra_config={"assignment": job["assignment"]}, test_if_interrupted=False,
+                        groups_file=groups_file)
         except KeyboardInterrupt:
             m = {**done, "interrupted": True}
             if rank == 0 and run_dir.exists():
@@ -212,52 +217,7 @@ def repeat(cfg, caches, root, seeds=(), folds=0, groups_file=None, resume=False)
             log.info(f"stopped by Ctrl+C in {job['name']}: the experiment stops here "
                      f"(continue it with: python main.py --resume {root})")
             break
-    summary = summarize(root, cfg.model, rows, folds=folds, seeds=list(seeds or [cfg.seed])) if rank == 0 else None
+    summary = summarize(root, cfg.model, rows, groups_file, folds=folds, seeds=list(seeds or [cfg.seed])) if rank == 0 else None
     if stopped:
         raise KeyboardInterrupt
-    return summary
-
-
-def result_row(name, seed, metrics, counted=True):
-    """One line of results.json: a run's test scores, "interrupted" (Ctrl+C), and "counted" (in
-    mean ± std: False for a multi-run experiment's interrupted, untested run)."""
-    counted = counted and "test_clip_accuracy" in metrics
-    keys = ("test_clip_accuracy", "test_clip_accuracy_ci95", "test_segment_accuracy", "test_macro_f1", "test_clips")
-    return {"run": name, "seed": seed, "interrupted": bool(metrics.get("interrupted")), "counted": counted,
-            **({k: metrics.get(k) for k in keys} if counted else {})}
-
-
-def summarize(root, model, rows, **extra):
-    """Every experiment's summary: root/results.json (test clip accuracy of each run with its 95%
-    bootstrap CI over clips; mean ± std over runs when there are several; interrupted runs listed
-    but left out) and root/results.md. Returns the summary dict."""
-    done = [r for r in rows if r["counted"]]
-    acc = np.array([r["test_clip_accuracy"] for r in done])
-    summary = {"model": model, "runs": rows, "n": len(done), "n_not_counted": len(rows) - len(done), **extra,
-               "command": " ".join(sys.argv)}
-    if len(done) > 1:
-        summary.update(test_clip_accuracy_mean=float(acc.mean()), test_clip_accuracy_std=float(acc.std(ddof=1)))
-    elif done:
-        summary.update(test_clip_accuracy=done[0]["test_clip_accuracy"], test_clip_accuracy_ci95=done[0]["test_clip_accuracy_ci95"])
-    table = ["| run | seed | test clip acc (95% CI) | test segment acc | macro-F1 | clips |", "|---|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        if not r["counted"]:
-            table.append(f"| {r['run']} | {r['seed']} | interrupted, not tested (not counted) | | | |")
-            continue
-        lo, hi = r["test_clip_accuracy_ci95"]
-        table.append(f"| {r['run']}{' (stopped by Ctrl+C)' if r['interrupted'] else ''} | {r['seed']} | "
-                     f"{r['test_clip_accuracy']:.3f} ({lo:.3f}-{hi:.3f}) | "
-                     f"{r['test_segment_accuracy']:.3f} | {r['test_macro_f1']:.3f} | {r['test_clips']} |")
-    if len(done) > 1:
-        table.append(f"| **mean ± std over {len(done)} runs** | | **{summary['test_clip_accuracy_mean']:.3f} ± "
-                     f"{summary['test_clip_accuracy_std']:.3f}** | | | |")
-        pooled = pooled_predictions(root, [r["run"] for r in done])
-        if pooled:
-            correct = np.array(pooled["true"]) == np.array(pooled["pred"])
-            lo, hi = bootstrap_ci(correct)
-            summary["pooled"] = {"clips": len(correct), "test_clip_accuracy": float(correct.mean()), "ci95": [lo, hi]}
-            table.append(f"| pooled test predictions | | {correct.mean():.3f} ({lo:.3f}-{hi:.3f}) | | | {len(correct)} |")
-    write_json(root / "results.json", summary)
-    write_text(root / "results.md", "\n".join(table) + "\n")
-    log.info("\n" + "\n".join(table))
     return summary

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from . import REPO
+from .clips import clip_id, genre_of
 from .errors import UserError
-from .splits import clip_id, genre_of
 
 GTZAN_INDEX = REPO / "gtzan" / "artists.txt"
 GTZAN_NAME = re.compile(r"^([a-z]+)/\1\.\d{5}$")  # clip id of a GTZAN file: jazz/jazz.00012
@@ -133,7 +133,9 @@ def grouped_random_split(paths, n_test, n_val, groups, rng):
     """Artist-disjoint train/val/test over `paths` (relpaths): per genre, whole groups in seeded
     order go to test until it holds n_test(genre) clips, then to val until n_val(genre), the rest
     to train; a group met before (in another genre) stays where it went. A genre's last group
-    always goes to train; a group that would overshoot is passed over for one that fits. Returns ({part: [relpath]}, [notes])."""
+    always goes to train; a group that would overshoot is passed over for one that fits, and taken
+    only when the part is still empty or it lands nearer the target than stopping does. Returns
+    ({part: [relpath]}, [notes])."""
     where, notes = {}, []
     by_genre = defaultdict(list)
     for p in paths:
@@ -147,6 +149,8 @@ def grouped_random_split(paths, n_test, n_val, groups, rng):
         for part, want in (("test", n_test(len(mine))), ("val", n_val(len(mine)))):
             while counts[part] < want and free > 1:  # the first group (seeded order) that fits, else the smallest
                 a = next((a for a in order if sizes[a] <= want - counts[part]), min(order, key=sizes.get))
+                if counts[part] and sizes[a] >= 2 * (want - counts[part]):
+                    break  # it would overshoot by more than is missing: stopping is nearer the target
                 order.remove(a)
                 where[a] = part
                 counts[part] += sizes[a]
@@ -160,10 +164,12 @@ def grouped_random_split(paths, n_test, n_val, groups, rng):
 
 
 def overlap_report(parts, groups):
-    """Lines saying how many groups each part has and how many are shared between parts."""
+    """A line saying how many groups each part has and how many each pair of parts shares."""
     sets = {part: {groups.get(clip_id(p), f"clip:{clip_id(p)}") for p in rels} for part, rels in parts.items()}
     names = list(sets)
-    shared = set().union(*[sets[a] & sets[b] for i, a in enumerate(names) for b in names[i + 1:]])
+    pairs = {f"{a}/{b}": sets[a] & sets[b] for i, a in enumerate(names) for b in names[i + 1:]}
+    shared = set().union(*pairs.values())
     line = ", ".join(f"{part} {len(s)}" for part, s in sets.items())
-    return f"artists per part: {line}; shared between parts: {len(shared)}" + (
-        f" (e.g. {sorted(shared)[0]})" if shared else "")
+    each = ", ".join(f"{pair} {len(s)}" for pair, s in pairs.items())
+    return f"artists per part: {line}; shared between parts: {len(shared)} ({each})" + (
+        f", e.g. {sorted(shared)[0]}" if shared else "")

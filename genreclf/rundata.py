@@ -1,4 +1,14 @@
-"""What a run trained and was scored on, pinned in RUN/data.json when it starts:
+"""Which clips and which copies a run loads: the one rule, over each cache's index.json read once.
+
+The rule (dataset.py wrote the caches; a model reads one cache per input, models/ `inputs`):
+- a clip is loaded when every cache holds it; a clip some cache lacks (a featurizer could not read
+  its file) is left out, and the count is said in one line;
+- its copies are those every cache holds, in the first cache's order: "orig" only, unless the part
+  is augmented (dataset.py makes augmented copies for its train split only);
+- a copy's segments are the first k rows of each cache's pack, k the smallest count (featurizers
+  may round the last segment differently).
+
+What a run trained and was scored on is pinned in RUN/data.json when it starts:
 
     {"parts":    {"train": [clip id], "val": [...], "test": [...]},
      "versions": {"train": {clip id: ["orig", "noise-0", ...]}, "val": {...}, "test": {...}},
@@ -12,6 +22,8 @@ resumes on or is re-tested on.
 """
 import hashlib
 import json
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from . import data as D
@@ -21,34 +33,110 @@ from .io import write_json
 NAME = "data.json"
 
 
-def index_sha256(cache):
-    return hashlib.sha256((Path(cache) / "index.json").read_bytes()).hexdigest()
+@dataclass(frozen=True)
+class Index:
+    """One cache's index.json, read once: `raw` is the whole file as parsed."""
+    dir: Path
+    raw: dict
+    sha256: str      # of the file's bytes: data.json records it, a later load compares it
+
+    @property
+    def spec(self):
+        return self.raw["spec"]
+
+    @cached_property
+    def entries(self):
+        """{clip id: {"id", "genre", "versions": [copy], "rows": {copy: [first row, n rows]}}}."""
+        return {c["id"]: c for clips in self.raw["splits"].values() for c in clips}
+
+    @cached_property
+    def splits(self):
+        """{part: [clip id]} as dataset.py cached them (unreadable files already left out)."""
+        return {part: [c["id"] for c in clips] for part, clips in self.raw["splits"].items()}
+
+    @cached_property
+    def genres(self):
+        """Sorted genres of all parts: the label order of every model trained on this cache."""
+        return sorted({c["genre"] for clips in self.raw["splits"].values() for c in clips})
+
+    def pack(self):
+        """The segment pack's path (None for a cache with no segments); UserError for a cache made
+        before packs existed."""
+        if "pack" not in self.raw:
+            raise UserError(f"{self.dir}: made by an older dataset.py, without the segment pack training reads: rerun "
+                            f"dataset.py with the same flags (it skips the computed clips and only packs them)")
+        return self.dir / self.raw["pack"] if self.raw["pack"] else None
 
 
-def _entries(caches):
-    return {n: {c["id"]: c for clips in D.read_index(cache)["splits"].values() for c in clips}
-            for n, cache in caches.items()}
+def read_index(cache):
+    """The Index of one cache dir (its index.json read once, hashed from the same bytes)."""
+    raw = (Path(cache) / "index.json").read_bytes()
+    return Index(Path(cache), json.loads(raw), hashlib.sha256(raw).hexdigest())
 
 
-def _versions(entries, cid, augmented):
-    """The copies load_clips takes for a clip: those in every cache; originals only unless augmented."""
+def read_indexes(caches):
+    """{input name: Index} of {input name: cache dir}."""
+    return {name: read_index(cache) for name, cache in caches.items()}
+
+
+def copies(entries, cid, augmented):
+    """The copies of clip `cid` a run loads: those every cache holds, first cache's order, "orig"
+    only unless `augmented`. entries: {input name: {clip id: entry}}."""
     names = list(entries)
     vs = [v for v in entries[names[0]][cid]["versions"] if all(v in entries[n][cid]["versions"] for n in names)]
     return vs if augmented else [v for v in vs if v == "orig"]
 
 
-def pin(caches, assignment, genres, augmented_parts=("train",)):
-    """The data.json dict for {part: [clip id]}: clips absent from a cache are left out, as
-    load_clips leaves them out, so the pinned lists are exactly what the run loads."""
-    entries = _entries(caches)
+def held(entries, ids, say=print):
+    """`ids` that every cache holds; the others are left out and counted in one line to `say`."""
+    kept = [c for c in ids if all(c in e for e in entries.values())]
+    if len(kept) < len(ids):
+        lacking = {n: sum(c not in e for c in ids) for n, e in entries.items()}
+        example = next(c for c in ids if c not in kept)
+        say(f"{len(ids) - len(kept)} of {len(ids)} clips left out: not in the "
+            + ", ".join(f"{n} cache ({k})" for n, k in lacking.items() if k) + f", e.g. {example}")
+    return kept
+
+
+def pin(indexes, assignment, genres, augmented_parts=("train",), say=print):
+    """The data.json dict for {part: [clip id]}, by the rule above: exactly what the run loads.
+    indexes: {input name: Index}."""
+    entries = {n: ix.entries for n, ix in indexes.items()}
     parts, versions = {}, {}
     for part, ids in assignment.items():
-        ids = [c for c in ids if all(c in e for e in entries.values())]
+        ids = held(entries, ids, say=lambda line, part=part: say(f"{part}: {line}"))
         parts[part] = ids
-        versions[part] = {c: _versions(entries, c, part in augmented_parts) for c in ids}
+        versions[part] = {c: copies(entries, c, part in augmented_parts) for c in ids}
     return {"parts": parts, "versions": versions, "genres": list(genres),
-            "caches": {n: {"dir": str(c), "spec": D.read_index(c)["spec"], "index_sha256": index_sha256(c)}
-                       for n, c in caches.items()}}
+            "caches": {n: {"dir": str(ix.dir), "spec": ix.spec, "index_sha256": ix.sha256} for n, ix in indexes.items()}}
+
+
+def assemble(indexes, versions, genres):
+    """A FeatureSet of {clip id: [copy]} (clips in that order) from {input name: Index}: every
+    copy's first k rows of each pack. UserError for a clip of a genre not in `genres`."""
+    entries = {n: ix.entries for n, ix in indexes.items()}
+    names = list(indexes)
+    spans = []
+    for i, (cid, vs) in enumerate(versions.items()):
+        genre = entries[names[0]][cid]["genre"]
+        if genre not in genres:
+            raise UserError(f"clip {cid} has genre {genre!r}, unknown to this model ({', '.join(genres)})")
+        for v in vs:
+            rows = {n: entries[n][cid]["rows"][v] for n in names}
+            k = min(n_rows for _, n_rows in rows.values())  # featurizers may round the last segment differently
+            spans.append((i, genres.index(genre), {n: first for n, (first, _) in rows.items()}, k))
+    if not any(k for *_, k in spans):
+        raise UserError(f"no cached segments for these clips in {', '.join(str(ix.dir) for ix in indexes.values())}")
+    return D.from_rows({n: ix.pack() for n, ix in indexes.items()}, spans, list(versions))
+
+
+def load_clips(caches, ids, genres, augmented=False, say=print):
+    """Clips `ids` (any mix of the cache's parts) from {input name: cache dir} as one FeatureSet,
+    by the rule above (the clips a cache lacks are left out and counted). For tools and tests; a
+    run goes through pin and load."""
+    indexes = read_indexes(caches)
+    entries = {n: ix.entries for n, ix in indexes.items()}
+    return assemble(indexes, {c: copies(entries, c, augmented) for c in held(entries, ids, say)}, genres)
 
 
 def write(run_dir, pinned):
@@ -64,27 +152,31 @@ def caches_of(pinned):
     return {n: Path(c["dir"]) for n, c in pinned["caches"].items()}
 
 
-def load(run_dir, pinned, parts, say=print):
-    """{part: FeatureSet} of the pinned clips and copies. Raises UserError naming the first pinned
-    clip (or copy) that the cache no longer holds."""
+def load(run_dir, pinned, parts, indexes=None, say=print):
+    """{part: FeatureSet} of the pinned clips and copies (`indexes`: the pinned caches' Index,
+    read here when not given). Raises UserError naming the first pinned clip (or copy) that a
+    cache no longer holds."""
     caches = caches_of(pinned)
-    for n, c in caches.items():
-        if not (c / "index.json").exists():
-            raise UserError(f"{Path(run_dir) / NAME}: its {n} cache {c} is gone (re-run dataset.py with the run's flags)")
-        if index_sha256(c) != pinned["caches"][n]["index_sha256"]:
-            say(f"{n} cache {c.name} was re-indexed since this run started: using the run's pinned clips")
-    entries = _entries(caches)
+    if indexes is None:
+        for n, c in caches.items():
+            if not (c / "index.json").exists():
+                raise UserError(f"{Path(run_dir) / NAME}: its {n} cache {c} is gone (re-run dataset.py with the run's flags)")
+        indexes = read_indexes(caches)
+    for n, ix in indexes.items():
+        if ix.sha256 != pinned["caches"][n]["index_sha256"]:
+            say(f"{n} cache {ix.dir.name} was re-indexed since this run started: using the run's pinned clips")
+    entries = {n: ix.entries for n, ix in indexes.items()}
     out = {}
     for part in parts:
         pinned_versions = pinned["versions"][part]
-        augmented = any(v != "orig" for vs in pinned_versions.values() for v in vs)
         for cid in pinned["parts"][part]:
             where = next((n for n, e in entries.items() if cid not in e), None)
             if where:
                 raise UserError(f"{Path(run_dir) / NAME}: pinned {part} clip {cid} is not in the {where} cache "
                                 f"{caches[where]} (re-extract it: dataset.py with a split that lists it)")
-            if _versions(entries, cid, augmented) != pinned_versions[cid]:
+            gone = [v for v in pinned_versions[cid] if not all(v in e[cid]["versions"] for e in entries.values())]
+            if gone:
                 raise UserError(f"{Path(run_dir) / NAME}: pinned {part} clip {cid} had copies {pinned_versions[cid]}, "
-                                f"the cache now has {_versions(entries, cid, augmented)}")
-        out[part] = D.load_clips(caches, pinned["parts"][part], pinned["genres"], augmented=augmented)
+                                f"the cache now lacks {', '.join(gone)}")
+        out[part] = assemble(indexes, {c: pinned_versions[c] for c in pinned["parts"][part]}, pinned["genres"])
     return out

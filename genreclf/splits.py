@@ -5,7 +5,8 @@ before any segmenting, so no two segments of one clip can land on both sides (GT
 leakage inflates accuracy by 10 to 15 points; see README).
 
     course          the 8-genre course split shipped in gtzan/split/{train,test}.txt; val is
-                    `val_per_class` clips per genre carved out of train with the seed.
+                    about `val_per_class` clips per genre carved out of train with the seed,
+                    whole artists at a time (gtzan/artists.txt), so val shares no artist with train.
     fault-filtered  Kereliuk, Sturm & Larsen (2015) artist-filtered split, 10 genres, own val.
     random          stratified by genre over the files on disk (for data with no lists).
 """
@@ -15,7 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from . import GENRES_8, GENRES_10, REPO
+from .clips import clip_id, genre_of
 from .errors import UserError
+from .groups import grouped_random_split, groups_for, is_gtzan
 from .io import atomic_path, write_json
 
 LISTS = REPO / "gtzan" / "split"
@@ -29,15 +32,6 @@ def read_list(path):
     read from a list is the path on disk (write_split writes them back the same way)."""
     text = Path(path).read_bytes().decode("utf-8", "surrogateescape")
     return [line.strip() for line in text.splitlines() if line.strip()]
-
-
-def clip_id(relpath):
-    """`jazz/jazz.00012.wav` -> `jazz/jazz.00012`: one name for a track whatever its format."""
-    return str(Path(relpath).with_suffix(""))
-
-
-def genre_of(relpath):
-    return Path(relpath).parts[0]
 
 
 def wav_dir(data_dir):
@@ -92,25 +86,23 @@ def _resolve(listed, on_disk, genres):
     return kept, missing
 
 
-def _carve(paths, per_class, rng):
-    """Move `per_class` tracks of each genre out of `paths` (seeded); returns (rest, carved)."""
-    carved = []
+def _carve(paths, per_class, groups, rng):
+    """Move about `per_class` tracks of each genre out of `paths` (seeded), whole artist groups
+    at a time so that no artist is on both sides (groups.grouped_random_split with no test part);
+    returns (rest, carved)."""
     for g in sorted({genre_of(p) for p in paths}):
-        mine = sorted(p for p in paths if genre_of(p) == g)
-        if per_class >= len(mine):
-            raise UserError(f"genre {g} has {len(mine)} training clips: cannot move {per_class} to val "
+        n = sum(genre_of(p) == g for p in paths)
+        if per_class >= n:
+            raise UserError(f"genre {g} has {n} training clips: cannot move {per_class} to val "
                             f"(give a smaller --val-per-class, or --split auto)")
-        carved += [mine[i] for i in sorted(rng.permutation(len(mine))[:per_class])]
-    chosen = set(carved)
-    return [p for p in paths if p not in chosen], carved
+    parts, _ = grouped_random_split(paths, lambda n: 0, lambda n: per_class, groups, rng)
+    return parts["train"], parts["val"]
 
 
 def choose_split(data_dir, genres=None, val_per_class=None, lists=LISTS):
     """`--split auto`: (split, why). The course split when every file has GTZAN's name
     (<genre>/<genre>.000NN.*, whatever the folder is called) and the course lists leave every
     chosen genre more training clips than val takes and at least one test clip; else random."""
-    from .groups import is_gtzan
-
     genres = tuple(genres or GENRES_8)
     on_disk = scan(data_dir, genres if all((Path(data_dir) / "wav" / g).is_dir() for g in genres) else None,
                    report=lambda line: None)
@@ -134,7 +126,9 @@ def make_split(data_dir, split="course", genres=None, val_per_class=None, test_p
                lists=LISTS, groups=None):
     """Return ({part: [relpath]}, n_missing). Deterministic for a given seed.
     `val_per_class` defaults to 5 (random split: 10% of a genre, 1 to 5). `groups` ({clip id:
-    group}, random split only) makes the parts group-disjoint (see groups.grouped_random_split)."""
+    group}) makes a random split's parts group-disjoint (see groups.grouped_random_split); the
+    course split always carves val as whole artists (`groups`, else GTZAN's artist index), as
+    near to `val_per_class` clips per genre as whole artists allow."""
     if split not in DEFAULT_GENRES:
         raise UserError(f"unknown split {split!r}; choose one of {', '.join(DEFAULT_GENRES)}")
     genres = tuple(genres or DEFAULT_GENRES[split] or ())
@@ -148,7 +142,10 @@ def make_split(data_dir, split="course", genres=None, val_per_class=None, test_p
         pool = read_list(lists / "train.txt") + (read_list(lists / "val.txt") if (lists / "val.txt").exists() else [])
         train, m1 = _resolve(pool, on_disk, genres)
         test, m2 = _resolve(read_list(lists / "test.txt"), on_disk, genres)
-        train, val = _carve(train, 5 if val_per_class is None else val_per_class, rng)
+        if groups is None:  # GTZAN's artists (Sturm 2012); a clip of unknown artist is its own group
+            ids = [clip_id(p) for p in train]
+            groups = dict(zip(ids, groups_for(ids)[0]))
+        train, val = _carve(train, 5 if val_per_class is None else val_per_class, groups, rng)
         missing = m1 + m2
     elif split == "fault-filtered":
         ff = lists / "fault_filtered"
@@ -156,8 +153,6 @@ def make_split(data_dir, split="course", genres=None, val_per_class=None, test_p
         (train, _), (val, _), (test, _) = parts
         missing = sum(m for _, m in parts)
     elif groups is not None:
-        from .groups import grouped_random_split
-
         def n_test(n):
             return test_per_class if test_per_class is not None else max(1, round(0.2 * n))
 

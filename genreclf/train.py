@@ -12,12 +12,13 @@ import torch
 import torch.distributed as dist
 
 from model import MODELS
+from model.vision import keep_frozen_in_eval
 
 from . import checkpoint, recipe
 from .data import batch_plan, loader
 from .device import amp_setup, dist_info, init_distributed, resolve_device, sync_buffers, weights_hash
 from .errors import UserError
-from .metrics import bootstrap_ci, clip_predictions, predict_segments, score
+from .metrics import clip_predictions, predict_segments, score
 
 log = logging.getLogger("genreclf")
 
@@ -134,6 +135,8 @@ class Trainer:
         self.core.load_state_dict(last["state"])
         self.opt.load_state_dict(last["optimizer"])
         self.sched.load_state_dict(last["scheduler"])
+        if last.get("scaler"):  # fp16's loss scale and its growth tracker (last.pt made before them: none)
+            self.scaler.load_state_dict(last["scaler"])
         rng = (last["rng"].get("ranks") or [last["rng"]])[self.rank]  # each rank's own RNG states
         torch.set_rng_state(rng["torch"])
         if self.device.type == "cuda" and rng.get("cuda"):
@@ -148,6 +151,7 @@ class Trainer:
         """One pass over this rank's batches. Returns {"loss", "accuracy"} summed over ranks."""
         cfg, core, device = self.cfg, self.core, self.device
         self.model.train()
+        keep_frozen_in_eval(core, cfg.freeze)  # --freeze: frozen BatchNorm statistics and dropout stay fixed
         total, correct, loss_sum = 0, 0, 0.0
         on_gpu = device.type == "cuda"  # workers read the memory map ahead; pinned pages copy asynchronously
         batch_list = loader(recipe.epoch_view(self.data.train, cfg, epoch), cfg.batch_size, shuffle=True,
@@ -223,14 +227,15 @@ class Trainer:
         if better:
             checkpoint.save(self.run_dir / "best.pt", **self.describe, state=state_dict, epoch=epoch, val=record)
         checkpoint.save(self.run_dir / "last.pt", **self.describe, state=state_dict, optimizer=self.opt.state_dict(),
-                        scheduler=self.sched.state_dict(), rng={**rng, "ranks": ranks if self.world > 1 else None},
+                        scheduler=self.sched.state_dict(), scaler=self.scaler.state_dict(),
+                        rng={**rng, "ranks": ranks if self.world > 1 else None},
                         train_state=self.state)
 
 
 def test(run_dir, data, device="auto", hop=0.0):
     """Score run_dir/best.pt on data.test, on its segments or, with `hop` (seconds), on windows
     every `hop` seconds (windows.overlapping; "segment" metrics are then per window). Returns the
-    metrics dict (test_* keys; test clip accuracy with its 95% bootstrap CI over clips) and
+    metrics dict (test_* keys; the CI is experiment.run's, which knows the artists) and
     "predictions" (metrics.clip_predictions)."""
     from .windows import overlapping
 
@@ -242,11 +247,9 @@ def test(run_dir, data, device="auto", hop=0.0):
     test_set = overlapping(data.test, hop, data.features) if hop else data.test
     probs, loss = predict_segments(model.to(dev), test_set, dev)
     s = score(probs, test_set, data.genres)
-    predictions = clip_predictions(probs, test_set, data.genres)
-    correct = np.array(predictions["true"]) == np.array(predictions["pred"])
-    return {"test_clip_accuracy": s["clip_accuracy"], "test_clip_accuracy_ci95": bootstrap_ci(correct),
-            "predictions": predictions, "test_segment_accuracy": s["segment_accuracy"],
-            "test_macro_f1": s["macro_f1"], "test_loss": loss, "test_per_class": s["per_class"],
+    return {"test_clip_accuracy": s["clip_accuracy"], "predictions": clip_predictions(probs, test_set, data.genres),
+            "test_segment_accuracy": s["segment_accuracy"], "test_macro_f1": s["macro_f1"],
+            "test_macro_f1_genres": s["macro_f1_genres"], "test_loss": loss, "test_per_class": s["per_class"],
             "confusion_matrix": s["confusion_matrix"], "genres": data.genres, "test_clips": s["n_clips"],
             "test_segments": s["n_segments"], "best_epoch": ckpt.get("epoch"), "test_hop": hop}
 

@@ -17,10 +17,10 @@ from .errors import UserError
 
 def neighbours(fs):
     """(N,) index of the segment after each one in the same clip copy, or -1; and of the one
-    before, or -1. Needs fs.pos (segment index within its copy, from data.load_clips)."""
+    before, or -1. Needs fs.pos (segment index within its copy, from rundata.load_clips)."""
     pos = getattr(fs, "pos", None)
     if pos is None:
-        raise UserError("random crops and --hop need segment positions (FeatureSet.pos, from data.load_clips)")
+        raise UserError("random crops and --hop need segment positions (FeatureSet.pos, from rundata.load_clips)")
     same = (fs.clip[1:] == fs.clip[:-1]) & (pos[1:] == pos[:-1] + 1)  # i and i + 1 are one copy's neighbours
     nxt, prev = np.full(len(pos), -1), np.full(len(pos), -1)
     nxt[:-1][same] = np.flatnonzero(same) + 1

@@ -179,13 +179,33 @@ def imagenet_state_dict(arch, weights_file=None):
     return state
 
 
+def _trainable(model, mode):
+    """The modules --freeze `mode` trains: the head, and for 'last' the last block too."""
+    return [model.head_module()] + ([model.last_block()] if mode == "last" else [])
+
+
 def freeze(model, mode):
-    """What fine-tuning trains: 'none' everything, 'last' the last block and head, 'head' the head."""
+    """What fine-tuning trains: 'none' everything, 'last' the last block and head, 'head' the head.
+    Sets requires_grad only; keep_frozen_in_eval must follow every model.train() (Trainer does)."""
     if mode == "none":
         return
     for p in model.parameters():
         p.requires_grad = False
-    trainable = [model.head_module()] + ([model.last_block()] if mode == "last" else [])
-    for m in trainable:
+    for m in _trainable(model, mode):
         for p in m.parameters():
             p.requires_grad = True
+
+
+def keep_frozen_in_eval(model, mode):
+    """Put the modules that --freeze `mode` keeps fixed back in eval mode after model.train():
+    requires_grad=False stops gradients but not BatchNorm's running statistics (nor dropout), so a
+    frozen layer would still drift with every batch. A module stays in training mode when it is
+    inside a trainable module or holds one; every other module, parameter-free ones (dropout)
+    included, goes to eval. The same rule as freeze(), so what is frozen is bit-identical after a
+    training step (tests/test_models.py)."""
+    if mode == "none":
+        return
+    inside = {id(m) for t in _trainable(model, mode) for m in t.modules()}
+    for m in model.modules():
+        if id(m) not in inside and not any(id(c) in inside for c in m.modules()):
+            m.eval()

@@ -182,9 +182,9 @@ def test_torchrun_with_folds_and_seeds(mini3, tmp_path):
         assert len(checkpoint.read(cv / run["run"] / "last.pt")["rng"]["ranks"]) == 2  # each rank's RNG states
 
 
-def write_predictions(folder, ids, true, pred):
+def write_predictions(folder, ids, true, pred, genres=None):
     folder.mkdir(parents=True, exist_ok=True)
-    genres = sorted(set(true))
+    genres = genres or sorted(set(true))
     (folder / "predictions.json").write_text(json.dumps(
         {"genres": genres, "clip_ids": ids, "true": true, "pred": pred,
          "probs": [[float(g == p) for g in genres] for p in pred]}))
@@ -213,12 +213,143 @@ def test_compare_paired_difference_mcnemar_and_refusal(tmp_path):
     one_line_error(run_script("compare.py", tmp_path / "A", tmp_path / "C"), "different test clips", "g/c0")
     # an experiment folder pools its runs' test predictions
     exp = tmp_path / "exp"
-    write_predictions(exp / "seed0-fold0", ids[:10], true[:10], pred_a[:10])
-    write_predictions(exp / "seed0-fold1", ids[10:], true[10:], pred_a[10:])
+    write_predictions(exp / "seed0-fold0", ids[:10], true[:10], pred_a[:10], ["a", "b"])
+    write_predictions(exp / "seed0-fold1", ids[10:], true[10:], pred_a[10:], ["a", "b"])
     (exp / "results.json").write_text(json.dumps({"runs": [{"run": "seed0-fold0", "counted": True},
                                                            {"run": "seed0-fold1", "counted": True}]}))
     r = run_script("compare.py", exp, tmp_path / "B", "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["accuracy_a"] == 0.95
+    write_predictions(exp / "seed0-fold1", ids[10:], true[10:], pred_a[10:], ["b", "a"])  # another experiment's run
+    one_line_error(run_script("compare.py", exp, tmp_path / "B"), "seed0-fold1", "genres b, a")
+
+
+def write_experiment(folder, runs, ids, true, pred, genres=("a", "b")):
+    """An experiment folder whose `runs` all predicted `pred` (probabilities 0.9 on it)."""
+    for run in runs:
+        (folder / run).mkdir(parents=True, exist_ok=True)
+        (folder / run / "predictions.json").write_text(json.dumps(
+            {"genres": list(genres), "clip_ids": ids, "true": true, "pred": pred,
+             "probs": [[0.9 if g == p else 0.1 for g in genres] for p in pred]}))
+    (folder / "results.json").write_text(json.dumps({"runs": [{"run": r, "seed": i, "counted": True} for i, r in enumerate(runs)]}))
+
+
+def test_seeds_are_not_clips(tmp_path):
+    """Issue 18's repro: 60 clips, identical predictions on every seed. Keyed seed<S>:<clip>, 3 seeds
+    made "180 test clips", p = 0.0079 and CI +0.028 to +0.167; each clip once, 3 seeds are 1."""
+    from compare import compare
+    from genreclf import results
+
+    ids, true = [f"x/c{i:02d}" for i in range(60)], ["a", "b"] * 30
+    flip = {"a": "b", "b": "a"}
+    pred_a = [flip[t] if 10 <= i < 14 or i >= 50 else t for i, t in enumerate(true)]  # A alone right on 10, B on 4
+    pred_b = [flip[t] if i < 10 or i >= 50 else t for i, t in enumerate(true)]
+    out = {}
+    for seeds in ([0], [0, 1, 2]):
+        runs = [f"seed{s}" for s in seeds]
+        write_experiment(tmp_path / f"{len(seeds)}" / "A", runs, ids, true, pred_a)
+        write_experiment(tmp_path / f"{len(seeds)}" / "B", runs, ids, true, pred_b)
+        out[len(seeds)] = compare(results.load(tmp_path / f"{len(seeds)}" / "A"),
+                                  results.load(tmp_path / f"{len(seeds)}" / "B"), "A", "B")
+    assert out[3]["clips"] == 60 and out[3]["runs_per_clip"] == {"a": [3], "b": [3]}
+    assert out[3]["mcnemar_exact_p"] == out[1]["mcnemar_exact_p"] == pytest.approx(0.1796, abs=1e-4)
+    assert out[3]["difference_ci95"] == out[1]["difference_ci95"] == pytest.approx([-0.017, 0.217], abs=1e-3)
+    # seeds that disagree: a clip's probabilities are averaged, then argmax (not a vote of 3 clips)
+    write_experiment(tmp_path / "mixed", ["seed0"], ids[:2], ["a", "a"], ["a", "b"])
+    p = json.loads((tmp_path / "mixed" / "seed0" / "predictions.json").read_text())
+    p.update(pred=["b", "b"], probs=[[0.45, 0.55], [0.2, 0.8]])
+    (tmp_path / "mixed" / "seed1").mkdir()
+    (tmp_path / "mixed" / "seed1" / "predictions.json").write_text(json.dumps(p))
+    (tmp_path / "mixed" / "results.json").write_text(json.dumps({"runs": [{"run": "seed0"}, {"run": "seed1"}]}))
+    pooled = results.load(tmp_path / "mixed")
+    assert pooled["pred"] == ["a", "b"] and pooled["probs"][0] == pytest.approx([0.675, 0.325])
+
+
+def test_artist_bootstrap_is_wider_when_an_artists_clips_move_together():
+    """40 clips: one artist's 10 all wrong together, 30 clips of 30 other artists (20 right)."""
+    from genreclf.stats import bootstrap_ci, resampled
+
+    right = [False] * 10 + [True] * 20 + [False] * 10
+    groups = ["one artist"] * 10 + [f"artist {i}" for i in range(30)]
+    by_clip, by_artist = bootstrap_ci(right), bootstrap_ci(right, groups)
+    assert by_artist[1] - by_artist[0] > 1.2 * (by_clip[1] - by_clip[0])
+    assert by_artist[0] < 0.5 < by_artist[1] and by_clip[0] < 0.5 < by_clip[1]
+    assert resampled(groups) == ("artists", 31) and resampled([f"clip:{i}" for i in range(40)]) == ("clips", None)
+    assert bootstrap_ci(right, [f"clip:{i}" for i in range(40)]) == by_clip  # no artists known: the clip bootstrap
+
+
+def test_compare_says_how_it_counted_and_names_the_test_command(tmp_path, capsys, monkeypatch):
+    import compare
+    from genreclf import results
+    from genreclf.errors import UserError
+
+    ids = [f"reggae/reggae.{i:05d}" for i in range(7)] + [f"rock/rock.{i:05d}" for i in range(7)]
+    true = ["reggae"] * 7 + ["rock"] * 7
+    write_experiment(tmp_path / "A", ["seed0-fold0", "seed1-fold0"], ids, true, true, ("reggae", "rock"))
+    write_predictions(tmp_path / "B", ids, true, ["rock"] * 14)
+    monkeypatch.setattr(sys, "argv", ["compare.py", str(tmp_path / "A"), str(tmp_path / "B")])
+    compare.main()
+    out = capsys.readouterr().out
+    assert "14 test clips, the same in both, each counted once (A: probabilities averaged over its 2 seeds; " \
+           "B: one seed)" in out and "an ensemble, which favours the side with more" in out
+    assert "paired bootstrap over 2 artists of the test clips; artists from gtzan/artists.txt" in out  # Marley, Morphine
+    assert "p = 0.0156 (the clips span 2 artists" in out
+    (tmp_path / "trained").mkdir()
+    (tmp_path / "trained" / "best.pt").write_bytes(b"")
+    with pytest.raises(UserError, match="trained but never tested.*python main.py --do_test --out .*trained"):
+        results.load(tmp_path / "trained")
+    (tmp_path / "C" / "seed0").mkdir(parents=True)
+    (tmp_path / "C" / "results.json").write_text(json.dumps({"runs": [{"run": "seed0"}]}))
+    with pytest.raises(UserError, match=r"none of its 1 counted runs.*--do_test --out .*seed0"):
+        results.load(tmp_path / "C")
+    one_line_error(run_script("compare.py", tmp_path / "trained", tmp_path / "B"), "never tested", "--do_test --out")
+
+
+def test_newest_run_matches_the_model_exactly(tmp_path):
+    """runs/resnet34_musicnn-* starts with "resnet34": it must not be taken for a resnet34 run."""
+    import os
+
+    for k, (folder, model) in enumerate([("resnet34-1", "resnet34"), ("resnet34_musicnn-2", "resnet34_musicnn"),
+                                         ("mine", "resnet34")]):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "config.json").write_text(json.dumps({"train": {"model": model}}))
+        (tmp_path / folder / "best.pt").write_bytes(b"")
+        os.utime(tmp_path / folder / "best.pt", (k * 10 + 1000, k * 10 + 1000))
+    assert checkpoint.newest_run("resnet34", tmp_path) == tmp_path / "mine"  # --out names do not matter
+    os.utime(tmp_path / "mine" / "best.pt", (1, 1))
+    assert checkpoint.newest_run("resnet34", tmp_path) == tmp_path / "resnet34-1"
+    assert checkpoint.newest_run("resnet34_musicnn", tmp_path) == tmp_path / "resnet34_musicnn-2"
+    assert checkpoint.newest_run(None, tmp_path) == tmp_path / "resnet34_musicnn-2"
+
+
+def test_results_md_names_both_macro_f1s_and_counts_what_it_left_out(tmp_path, caplog):
+    """Perfect predictions on a fold without reggae: macro-F1 1.0 (absent genres averaged in as 0
+    gave 0.667); the pooled row counts each clip once and says so; a run with no predictions.json
+    is counted in one line."""
+    import numpy as np
+
+    from genreclf.data import FeatureSet
+    from genreclf.metrics import score
+    from genreclf.results import result_row, run_stats, summarize, with_groups
+
+    fold = FeatureSet({}, np.array([0, 1, 0, 1]), np.arange(4), ["x/1", "x/2", "x/3", "x/4"])
+    s = score(np.eye(3)[[0, 1, 0, 1]], fold, ["classical", "metal", "reggae"])
+    assert s["macro_f1"] == 1.0 and s["macro_f1_genres"] == 2
+    ids, true = ["x/1", "x/2", "y/3", "y/4"], ["a", "a", "b", "b"]
+    write_experiment(tmp_path, ["seed0-fold0", "seed1-fold0"], ids, true, ["a", "a", "b", "a"])
+    (tmp_path / "seed2-fold0").mkdir()
+    rows = [result_row(r, i, {"test_clip_accuracy": 0.75, "test_segment_accuracy": 0.7, "test_clips": 4,
+                              **run_stats(with_groups(json.loads((tmp_path / r / "predictions.json").read_text())))})
+            for i, r in enumerate(["seed0-fold0", "seed1-fold0"])] + [result_row("seed2-fold0", 2, {"test_clip_accuracy": 0.5})]
+    rows[-1].update(test_clip_accuracy_ci95=[0, 1], test_segment_accuracy=0.5, test_macro_f1=0.5, test_clips=4)
+    with caplog.at_level("INFO", logger="genreclf"):
+        summary = summarize(tmp_path, "q2", rows)
+    assert summary["pooled"]["clips"] == 4 and summary["pooled"]["runs_per_clip"] == [2]
+    assert summary["pooled"]["macro_f1"] == pytest.approx(0.733, abs=1e-3) and summary["pooled"]["resampled"] == "clips"
+    md = (tmp_path / "results.md").read_text()
+    assert "macro-F1 (genres in its test clips)" in md and "pooled macro-F1" in md
+    assert "each clip once, probabilities averaged over its 2 seeds" in md and "bootstrap over clips (no artists known)" in md
+    left_out = [m for m in caplog.messages if "left out of the pooled predictions" in m]
+    assert len(left_out) == 1 and "1 of 3 runs" in left_out[0] and "seed2-fold0" in left_out[0]
 
 
 def test_split_auto_picks_course_for_gtzan_names_whatever_the_folder(wav_factory, tmp_path):

@@ -96,3 +96,53 @@ def test_freeze(mode, trainable):
     freeze(model, mode)
     for name, p in model.named_parameters():
         assert p.requires_grad == name.startswith(tuple(t + "." for t in trainable)), name
+
+
+def tiny_trainer(run_dir, **cfg):
+    """A Trainer over 8 random 32x32 "mel" segments of 2 genres, on CPU: one epoch is 2 steps."""
+    from dataclasses import asdict
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from genreclf.data import FeatureSet
+    from genreclf.train import TrainConfig, Trainer, make_model
+
+    x = np.random.default_rng(0).standard_normal((8, 32, 32)).astype(np.float32)
+    fs = FeatureSet({"mel": x}, np.array([0, 1] * 4), np.arange(8), [f"g/c{i}" for i in range(8)], np.zeros(8, dtype=np.int64))
+    data = SimpleNamespace(train=fs, val=fs, genres=["a", "b"], input_shape={"mel": (32, 32)},
+                           features={"mel": {"loudness": -23.0}})
+    cfg = TrainConfig(batch_size=4, device="cpu", **cfg)
+    model, kwargs = make_model(cfg, data)
+    describe = {"model": cfg.model, "kwargs": kwargs, "features": data.features, "genres": data.genres, "config": asdict(cfg)}
+    return Trainer(cfg, data, run_dir, model, torch.device("cpu"), describe)
+
+
+@pytest.mark.parametrize("mode, trainable", [("head", ("net.fc.",)), ("last", ("net.fc.", "net.layer4."))])
+def test_frozen_parameters_and_buffers_are_bit_identical_after_a_step(mode, trainable, tmp_path):
+    """--freeze: requires_grad=False alone let BatchNorm's running statistics of the frozen layers
+    move with every batch (65 state entries changed after one step on resnet18)."""
+    trainer = tiny_trainer(tmp_path, model="resnet18", freeze=mode)
+    before = {k: v.clone() for k, v in trainer.core.state_dict().items()}
+    trainer.train_epoch(1)
+    after = trainer.core.state_dict()
+    frozen = [k for k in before if not k.startswith(trainable)]
+    assert len(frozen) > 90 and all(torch.equal(before[k], after[k]) for k in frozen), \
+        [k for k in frozen if not torch.equal(before[k], after[k])][:5]
+    assert not torch.equal(before["net.fc.weight"], after["net.fc.weight"])  # what trains does train
+    if mode == "last":  # the trained block's BatchNorm keeps learning its statistics
+        assert not torch.equal(before["net.layer4.1.bn2.running_mean"], after["net.layer4.1.bn2.running_mean"])
+    assert trainer.core.training and not trainer.core.net.layer1.training  # next epoch: the same again
+
+
+def test_grad_scaler_state_goes_into_last_pt_and_back(tmp_path):
+    """fp16 training scales the loss; an exact resume needs the scale and its growth tracker."""
+    trainer = tiny_trainer(tmp_path, model="baseline")
+    trainer.scaler = torch.amp.GradScaler("cpu", init_scale=1024.0, growth_interval=1)  # doubles after each good step
+    trainer.train_epoch(1)
+    trainer.save(1, {"epoch": 1}, better=True)
+    assert checkpoint.read(tmp_path / "last.pt")["scaler"]["scale"] == 4096.0
+    resumed = tiny_trainer(tmp_path, model="baseline")
+    resumed.scaler = torch.amp.GradScaler("cpu", init_scale=1.0)
+    resumed.restore()
+    assert resumed.scaler.get_scale() == 4096.0 and resumed.scaler.state_dict() == trainer.scaler.state_dict()

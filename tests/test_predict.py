@@ -151,3 +151,21 @@ def test_top_k_below_one_is_refused_in_one_line(tmp_path):
 def test_bench_unknown_section_is_one_line():
     r = run_script("bench.py", "--section", "nonsense")
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [r.stderr.strip()] and "'nonsense'" in r.stderr
+
+
+def test_inference_imports_no_training_code_and_groups_no_splits():
+    """A user who only classifies songs loads no training module; and groups.py, which splits.py
+    uses, imports nothing of splits.py (the import cycle of issue 18 is gone)."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    code = ("import json, sys; import predict; print(json.dumps([m for m in sys.modules if m.startswith('genreclf.')]));"
+            "import genreclf.groups; print('genreclf.splits' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    loaded, splits_too = r.stdout.splitlines()
+    training = {f"genreclf.{m}" for m in ("train", "experiment", "recipe", "data", "rundata", "metrics", "extract", "splits")}
+    assert "genreclf.predict" in loaded and not training & set(json.loads(loaded))
+    assert splits_too == "False"

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import REPO, run_script, sine
 from genreclf import data as D
-from genreclf import pack, splits
+from genreclf import pack, rundata, splits
 from genreclf.augment import AugmentSpec
 from genreclf.errors import UserError
 from genreclf.extract import clip_file, extract, merge, parse_shard
@@ -45,7 +45,7 @@ def test_training_reads_the_memory_mapped_pack(collection):
     cache = run_extract(data, work)
     index = D.read_index(cache)
     ids = [c["id"] for part in ("test", "train", "val") for c in index["splits"][part]]  # any mix of parts
-    fs = D.load_clips({"mel": cache}, ids, D.genres_of(cache), augmented=True)
+    fs = rundata.load_clips({"mel": cache}, ids, rundata.read_index(cache).genres, augmented=True)
     x = fs.x["mel"]
     assert isinstance(x, pack.Rows) and isinstance(x.pack, np.memmap) and x.shape == (len(fs), 16, 43)
     expected = np.concatenate([np.load(clip_file(cache, c["id"], v)) for cid in ids
@@ -71,7 +71,7 @@ def test_old_cache_gets_one_line_and_a_cheap_rerun(collection):
     for f in cache.glob(pack.PATTERN):
         f.unlink()
     with pytest.raises(UserError, match="rerun dataset.py"):
-        D.load_clips({"mel": cache}, D.split_ids(cache)["test"], D.genres_of(cache))
+        rundata.load_clips({"mel": cache}, [c["id"] for c in old["splits"]["test"]], ["a", "b", "c"])
     r = run_script("dataset.py", "--data-dir", data, "--work-dir", work, *MEL, "--augment", "noise")
     assert r.returncode == 0, r.stderr
     assert "12 of 13 clips already cached, 1 to do" in r.stdout  # only the unreadable file is tried again
@@ -135,3 +135,31 @@ def test_gpu_check_without_cuda_is_one_line_and_success():
                        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""}, timeout=120)
     assert r.returncode == 0, r.stderr
     assert len(r.stdout.strip().splitlines()) == 1 and "no CUDA GPU" in r.stdout
+
+
+def test_a_run_reads_each_index_once_and_counts_the_clips_it_leaves_out(collection, monkeypatch, caplog, tmp_path):
+    """rundata.py is the one rule for which clips and copies a run loads: one read of each cache's
+    index.json per load_data (it was 10), and a clip one cache lacks is left out in one line."""
+    import shutil
+
+    from genreclf.experiment import load_data
+
+    data, work = collection
+    cache = run_extract(data, work)
+    other = tmp_path / "other-cache"  # a second input's cache, lacking one training clip
+    shutil.copytree(cache, other)
+    index = D.read_index(other)
+    gone = index["splits"]["train"][0]["id"]
+    index["splits"]["train"] = index["splits"]["train"][1:]
+    (other / "index.json").write_text(json.dumps(index))
+    reads = []
+    real = rundata.read_index
+    monkeypatch.setattr(rundata, "read_index", lambda c: reads.append(c) or real(c))
+    with caplog.at_level("INFO", logger="genreclf"):
+        d, pinned = load_data({"mel": cache, "musicnn": other}, run_dir=tmp_path)
+    assert sorted(map(str, reads)) == sorted([str(cache), str(other)])
+    said = [m for m in caplog.messages if "left out" in m]
+    assert said == [f"train: 1 of 6 clips left out: not in the musicnn cache (1), e.g. {gone}"]
+    assert gone not in pinned["parts"]["train"] and gone not in d.train.clip_ids and len(d.train.clip_ids) == 5
+    assert all(vs == ["orig", "noise-snr20-s0"] for vs in pinned["versions"]["train"].values())  # train's copies
+    assert all(vs == ["orig"] for vs in pinned["versions"]["test"].values())

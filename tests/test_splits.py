@@ -4,7 +4,8 @@ import pytest
 
 from genreclf import GENRES_8, GENRES_10
 from genreclf.errors import UserError
-from genreclf.splits import LISTS, genre_of, load_split, make_split, read_list, write_split
+from genreclf.groups import groups_for, overlap_report
+from genreclf.splits import LISTS, clip_id, genre_of, load_split, make_split, read_list, write_split
 
 
 @pytest.fixture
@@ -27,6 +28,12 @@ def test_course_split_counts_and_disjoint(full_gtzan):
     assert Counter(genre_of(p) for p in parts["val"]) == {g: 5 for g in GENRES_8}
     sets = [set(parts[k]) for k in ("train", "val", "test")]
     assert not (sets[0] & sets[1] or sets[0] & sets[2] or sets[1] & sets[2])
+    # val is carved as whole artists (carved clip by clip, 26 of its 40 clips shared an artist with train)
+    ids = [clip_id(p) for part in parts.values() for p in part]
+    groups = dict(zip(ids, groups_for(ids)[0]))
+    artists = {k: {groups[clip_id(p)] for p in parts[k]} for k in ("train", "val", "test")}
+    assert not artists["train"] & artists["val"] and not (artists["train"] | artists["val"]) & artists["test"]
+    assert overlap_report(parts, groups).endswith("shared between parts: 0 (train/val 0, train/test 0, val/test 0)")
 
 
 def test_course_split_deterministic_and_seeded(full_gtzan):
@@ -98,3 +105,17 @@ def test_other_splits_refuse_to_overwrite_the_shipped_course_lists(full_gtzan, t
     course, _ = make_split(full_gtzan, "course", seed=0, lists=lists)
     write_split(course, lists, {"split": "course", "genres": list(GENRES_8)})
     assert (lists / "val.txt").exists()
+
+
+def test_whole_artist_carving_stops_nearest_the_target():
+    """Val wants 5 clips of a genre whose artists have 4, 14 and 20: it takes the 4, not 4 + 14."""
+    import numpy as np
+
+    from genreclf.groups import grouped_random_split
+
+    sizes = {"small": 4, "mid": 14, "big": 20}
+    paths = [f"jazz/{a}.{i}.wav" for a, n in sizes.items() for i in range(n)]
+    groups = {clip_id(p): p.split("/")[1].split(".")[0] for p in paths}
+    for seed in range(5):
+        parts, _ = grouped_random_split(paths, lambda n: 0, lambda n: 5, groups, np.random.default_rng(seed))
+        assert len(parts["val"]) == 4 and len(parts["train"]) == 34, seed
