@@ -4,6 +4,11 @@ Everything we persist (caches, checkpoints, metrics, split lists) goes through h
 temporary file in the same folder, fsync, then rename over the target (rename is atomic on POSIX),
 then fsync the folder so the rename itself survives a power cut. Files get the mode a plain open()
 would give (0666 minus the umask), not mkstemp's private 0600, so shared storage stays readable.
+
+A write that fails for lack of space or permission leaves the target as it was and raises the
+OSError with the target's path as its filename (not the temporary's), which errors.storage_error
+turns into one line. Writers go through Python file objects, so a full disk is an OSError (ENOSPC)
+rather than torch's "unexpected pos" or a SIGBUS from a memory map.
 """
 import json
 import os
@@ -12,6 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+
+from .errors import STORAGE
 
 
 def _umask():
@@ -42,18 +49,23 @@ def _fsync_dir(folder):
 def atomic_path(path):
     """Yield a temporary path beside `path`; on success rename it onto `path`, else delete it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
+    except OSError as e:
+        if e.errno in STORAGE and e.filename in (None, tmp):  # name what the user asked for
+            e.filename = str(path)
+        raise
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
 
 
@@ -62,8 +74,19 @@ def write_text(path, text):
         Path(tmp).write_text(text)
 
 
-def write_json(path, obj):
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+def write_json(path, obj, only_if_changed=False):
+    """Write `obj` as indented JSON. only_if_changed: leave a file that already holds exactly this
+    text untouched (a finished cache is read, not rewritten, and may sit on read-only storage).
+    Returns whether it wrote."""
+    text = json.dumps(obj, indent=2, sort_keys=False) + "\n"
+    if only_if_changed:
+        try:
+            if Path(path).read_text() == text:
+                return False
+        except (OSError, UnicodeDecodeError):
+            pass
+    write_text(path, text)
+    return True
 
 
 def save_npy(path, array):
@@ -76,4 +99,5 @@ def save_torch(path, obj):
     import torch
 
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        with open(tmp, "wb") as f:  # a file object: a full disk is ENOSPC, not "unexpected pos"
+            torch.save(obj, f)
