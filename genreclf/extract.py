@@ -157,11 +157,11 @@ def extract(data_dir, split_dir, cache_root, feat, aug, workers=1, shard=None):
         what = f"shard {shard[0]}/{shard[1]}: " if shard else ""
         print(f"{audio.shown(cache)}: {what}{len(mine) - len(todo)} of {len(mine)} clips already cached, {len(todo)} to do")
         if changed:
-            print(f"{changed} clips changed since they were cached (their audio file's size, time and content): "
-                  f"computing every copy of them again")
+            print(f"{_n(changed, 'clip')} changed since cached (the audio file's size, time and content): "
+                  f"computing every copy again")
         if bad:
-            print(f"{len(bad)} cached clip files were truncated or unreadable (such as {audio.shown(bad[0])}): "
-                  f"computing them again")
+            print(f"{_n(len(bad), 'cached clip file')} truncated or unreadable (such as {audio.shown(bad[0])}): "
+                  f"computing again")
         errors = _run(todo, (feat, aug, wav, cache), workers, feat.name)
         skipped = {rel: err for rel, err in sorted(errors.items()) if err}
         if shard is None:
@@ -177,6 +177,10 @@ def extract(data_dir, split_dir, cache_root, feat, aug, workers=1, shard=None):
         else:
             print(f"shard {shard[0]}/{shard[1]} done; the last shard to finish merges (or run dataset.py --merge)")
     return cache
+
+
+def _n(n, thing):
+    return f"{n} {thing}{'s' if n != 1 else ''}"
 
 
 def _run(todo, args, workers, name):

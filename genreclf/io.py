@@ -10,6 +10,7 @@ OSError with the target's path as its filename (not the temporary's), which erro
 turns into one line. Writers go through Python file objects, so a full disk is an OSError (ENOSPC)
 rather than torch's "unexpected pos" or a SIGBUS from a memory map.
 """
+import io
 import json
 import os
 import tempfile
@@ -60,13 +61,27 @@ def atomic_path(path):
             os.fsync(f.fileno())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
-    except OSError as e:
-        if e.errno in STORAGE and e.filename in (None, tmp):  # name what the user asked for
-            e.filename = str(path)
-        raise
+    except Exception as e:
+        cause = _storage_cause(e)
+        if cause is None:
+            raise
+        if cause.filename in (None, tmp):  # name what the user asked for
+            cause.filename = str(path)
+        if cause is e:
+            raise
+        raise cause from None  # torch.save's "unexpected pos" RuntimeError, raised while handling ENOSPC
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _storage_cause(e):
+    """The OSError of storage (errors.STORAGE) that `e` is or was raised while handling, or None."""
+    while e is not None:
+        if isinstance(e, OSError) and e.errno in STORAGE:
+            return e
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def write_text(path, text):
@@ -90,9 +105,11 @@ def write_json(path, obj, only_if_changed=False):
 
 
 def save_npy(path, array):
+    buf = io.BytesIO()  # np.save to a real file uses fwrite, whose short write on a full disk has no errno
+    np.save(buf, array)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            np.save(f, array)
+            f.write(buf.getbuffer())
 
 
 def save_torch(path, obj):
