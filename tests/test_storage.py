@@ -1,5 +1,5 @@
-"""Caches that know their audio and split (issue 18, point 3); read-only and full storage, two
-processes at once, and corrupt cache files (issue 20, points 1 to 3).
+"""Read-only and full storage, two processes at once, and corrupt cache files (issue 20, points
+1 to 3).
 
 Read-only and full file systems are real where the platform allows: permissions for a normal
 user, and for root (whom permissions do not stop) read-only bind mounts and a small tmpfs inside
@@ -7,7 +7,6 @@ a private user and mount namespace (`unshare -rm`), which vanish with it. Where 
 those tests skip; the failures themselves are also raised by monkeypatching, which always runs.
 """
 import errno
-import json
 import os
 import shlex
 import shutil
@@ -15,29 +14,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 
-from conftest import REPO, run_script, sine
+from conftest import REPO, run_script
 from genreclf import data as D
-from genreclf import experiment, splits
-from genreclf.augment import AugmentSpec
+from genreclf import experiment
 from genreclf.checkpoint import save as save_checkpoint
 from genreclf.errors import UserError, storage_error
-from genreclf.extract import cache_dir, clip_file, extract
-from genreclf.featurizers import MelFeatures
-from genreclf.features import MelSpec
+from genreclf.extract import cache_dir
 from genreclf.lock import Lock, hold_folder
 from genreclf.train import TrainConfig
-
-SR = 22050
-MEL = ["--segment", 1, "--n-mels", 16]
-EXTRACT = [*MEL, "--augment", "noise"]
-FEAT = MelFeatures(MelSpec(segment=1.0, n_mels=16))
-AUG = AugmentSpec(augment=("noise",))
-FEATURIZERS = {"mel": lambda: FEAT}
-
+from tinycache import EXTRACT, FEAT, MEL, build, contents, one_error_line, stats, tiny  # noqa: F401 (tiny: a fixture)
 
 def _namespaces():
     try:
@@ -76,116 +63,6 @@ def run_read_only(folders, *args):
         pytest.skip("root, and no mount namespace for a read-only bind mount")
     binds = " && ".join(f"mount --bind -o ro {shlex.quote(str(f))} {shlex.quote(str(f))}" for f in folders)
     return in_namespace(f"{binds} && {command(*args)}")
-
-
-def one_error_line(r, *parts):
-    """An exit code of 2 and one `error:` line holding every part, no traceback."""
-    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
-    assert r.returncode == 2 and len(errors) == 1 and "Traceback" not in r.stderr, r.stderr
-    for part in parts:
-        assert part in errors[0], errors[0]
-    return errors[0]
-
-
-def write_clips(data, freqs=(220.0, 440.0, 880.0), seconds=2.2):
-    """3 genres x 3 clips of tones: 2 one-second segments each."""
-    for g, f0 in zip("abc", freqs):
-        for k in range(3):
-            path = data / "wav" / g / f"clip {k}.wav"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            sf.write(path, sine(f0 * (1 + 0.03 * k), seconds, SR), SR)
-
-
-def split(data, work, seed=0):
-    parts, _ = splits.make_split(data, "random", val_per_class=1, test_per_class=1, seed=seed)
-    splits.write_split(parts, work / "split", {})
-    return parts
-
-
-@pytest.fixture
-def tiny(tmp_path):
-    """(data dir, work dir) of 9 clips, split 1/1/1 per genre."""
-    data, work = tmp_path / "data", tmp_path / "work"
-    write_clips(data)
-    split(data, work)
-    return data, work
-
-
-def build(data, work, **kw):
-    return extract(data, work / "split", work / "cache", FEAT, AUG, **kw)
-
-
-def contents(cache):
-    """{relative path: bytes} of every file of a cache but its (empty) lock files."""
-    return {p.relative_to(cache): p.read_bytes() for p in Path(cache).rglob("*") if p.is_file() and "lock" not in p.name}
-
-
-def stats(folder):
-    """{relative path: (inode, size, mtime)} of every file: equal when nothing was written."""
-    return {p.relative_to(folder): (p.stat().st_ino, p.stat().st_size, p.stat().st_mtime_ns)
-            for p in Path(folder).rglob("*")}
-
-
-# --- issue 18, point 3: a cache knows its audio and its split ------------------------------------
-
-def test_a_changed_audio_file_is_re_extracted_alone_and_main_py_refuses_it_until_then(tiny, capsys):
-    data, work = tiny
-    cache = build(data, work)
-    before, times = contents(cache), stats(cache)
-    changed = data / "wav" / "a" / "clip 0.wav"
-    sf.write(changed, sine(300.0, 2.2, SR), SR)  # replaced in place: same size, new content and time
-    touched = data / "wav" / "b" / "clip 1.wav"
-    os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 10**9))  # same content
-    with pytest.raises(UserError, match=r"the audio of 1 of its 9 clips changed since dataset.py cached it, such as "
-                                        r".*a/clip 0.wav: rerun dataset.py"):
-        experiment.open_caches(["mel"], FEATURIZERS, work / "cache", data, work / "split")
-    capsys.readouterr()
-    build(data, work)
-    out = capsys.readouterr().out
-    assert "8 of 9 clips already cached, 1 to do" in out and "1 clip changed since cached" in out
-    after = contents(cache)
-    redone = {p for p in after if after[p] != before.get(p)}
-    mine = {p for p in redone if p.parts[0] == "clips"}
-    assert mine and all(p.parts[1:] and p.name.startswith("clip 0.") and p.parts[1] == "a" for p in mine), redone
-    assert {p.name for p in redone - mine} <= {"index.json"} | {p.name for p in after if p.name.startswith("segments-")}
-    untouched = {p: s for p, s in stats(cache).items() if p in after and p not in redone and p.parts[0] == "clips"}
-    assert untouched and all(times[p] == s for p, s in untouched.items())  # other clips were not even rewritten
-    assert not set(cache.glob("segments-*.npy")) & {cache / p for p in before if str(p).startswith("segments-")}
-    experiment.open_caches(["mel"], FEATURIZERS, work / "cache", data, work / "split")  # accepted now
-
-
-def test_two_data_folders_with_one_name_get_a_cache_each(tmp_path, capsys):
-    first, second, work = tmp_path / "x" / "gtzan", tmp_path / "y" / "gtzan", tmp_path / "work"
-    write_clips(first)
-    write_clips(second, freqs=(330.0, 660.0, 990.0))  # same file names, other audio
-    split(first, work)
-    a = build(first, work)
-    capsys.readouterr()
-    b = build(second, work)
-    assert a != b and "0 of 9 clips already cached" in capsys.readouterr().out
-    assert experiment.open_caches(["mel"], FEATURIZERS, work / "cache", second) == {"mel": b}
-    clip = D.split_ids(a)["test"][0]
-    assert not np.array_equal(np.load(clip_file(a, clip, "orig")), np.load(clip_file(b, clip, "orig")))
-    with pytest.raises(UserError, match="several data folders have one"):
-        experiment.open_caches(["mel"], FEATURIZERS, work / "cache")  # no --data-dir: which one?
-
-
-def test_a_stale_split_is_refused_but_a_run_keeps_its_pinned_clips(tiny):
-    data, work = tiny
-    cache = build(data, work)
-    caches = experiment.open_caches(["mel"], FEATURIZERS, work / "cache", data, work / "split")
-    run = work / "run"
-    experiment.run(TrainConfig(model="baseline", epochs=1, device="cpu"), caches, run, do_test=False)
-    old = splits.load_split(work / "split")
-    split(data, work, seed=1)  # split_data.py again, with another seed, and no dataset.py
-    assert splits.load_split(work / "split") != old
-    with pytest.raises(UserError, match=r"index.json: built from other split lists than .*split/\*.txt .*: rerun dataset.py"):
-        experiment.open_caches(["mel"], FEATURIZERS, work / "cache", data, work / "split")
-    r = run_script("main.py", "--data-dir", data, "--work-dir", work, *MEL, "--do_test", "--out", run)
-    assert r.returncode == 0 and "using the caches pinned" in r.stderr, r.stderr  # the run's own clips win
-    assert json.loads((run / "metrics.json").read_text())["test_clips"] == len(old["test"])
-    build(data, work)
-    experiment.open_caches(["mel"], FEATURIZERS, work / "cache", data, work / "split")  # rebuilt: accepted
 
 
 # --- issue 20, point 1: storage ---------------------------------------------------------------
