@@ -53,8 +53,8 @@ def read_note(cache, cid):
 
 
 def valid_copies(cache, cid, versions, note, bad=None):
-    """The copies of clip `cid` among `versions` that `note` lists and whose file is whole; others that exist
-    but are damaged are appended to `bad`."""
+    """The copies of clip `cid` among `versions` that `note` lists and whose file is whole. Listed
+    copies whose file exists but is damaged go into the list `bad`, when given."""
     ok = []
     for v in versions:
         if note is None or v not in note["versions"]:

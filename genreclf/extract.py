@@ -20,10 +20,11 @@ read). The merge step (the pack, then index.json) runs last; the training loader
 index.json lists. A finished cache is only read: a rerun writes nothing, so it works on read-only
 storage. Two dataset.py on one cache take turns (the second says it waits for the first).
 
-With `shard=(i, n)` a run computes only the clips k ≡ i (mod n) of the sorted list, so n machines (or torchrun ranks) share the work; the last shard to finish merges, or
-`merge()` (dataset.py --merge) does it. Features are deterministic per clip (augmentations are
-seeded by clip id), so a sharded cache equals a single run's, byte for byte. Shards share the
-cache and run side by side; only a run alone on it deletes temporary files of killed runs.
+With `shard=(i, n)` a run computes only the clips k ≡ i (mod n) of the sorted list, so n machines
+(or torchrun ranks) share the work; the last shard to finish merges, or `merge()` (dataset.py
+--merge) does it. Features are deterministic per clip (augmentations are seeded by clip id), so a
+sharded cache equals a single run's, byte for byte. Shards share the cache and run side by side;
+only a run alone on it deletes the temporary files of killed runs.
 """
 import json
 import os
@@ -33,8 +34,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from . import audio, augment, identity, pack
-from .errors import UserError
 from .clipfiles import clip_file, read_note, source_file, valid_copies
+from .errors import UserError
 from .identity import cache_dir, legacy_dir
 from .io import save_npy, write_json
 from .lock import Lock

@@ -18,8 +18,8 @@ import json
 import os
 from pathlib import Path
 
-from .config import digest
 from .audio import shown
+from .config import digest
 from .errors import UserError
 from .splits import PARTS, load_split
 

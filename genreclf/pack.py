@@ -35,7 +35,7 @@ def read_header(path):
         try:
             version = np.lib.format.read_magic(f)
             reader = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}[version]
-            shape, fortran, dtype = reader(f)
+            shape, _, dtype = reader(f)  # (shape, fortran order, dtype)
         except (EOFError, KeyError) as e:
             raise ValueError(f"not a .npy ({type(e).__name__})") from None
         return shape, dtype, f.tell() + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
@@ -86,8 +86,8 @@ def write(cache, files, sources=(), say=print):
     if state != "missing":
         say(f"{path}: truncated or unreadable segment pack: rebuilding it")
     with atomic_path(path) as tmp, open(tmp, "wb") as out:
-        # The same header np.lib.format.open_memmap writes, then the rows in order through write():
-        # a full disk is an OSError now, where writing through a memory map would die of SIGBUS.
+        # The header np.lib.format.open_memmap would write, then the rows in order through write(),
+        # so a full disk is an OSError (ENOSPC); writing through a memory map, it would be a SIGBUS.
         np.lib.format.write_array_header_1_0(out, {"descr": np.lib.format.dtype_to_descr(dtype),
                                                    "fortran_order": False, "shape": (total, *shape)})
         for _, f in files:

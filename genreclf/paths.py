@@ -10,6 +10,7 @@ plus, on a read-only install and HOME, a writable cache folder for librosa's num
 """
 import importlib.util
 import os
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -55,19 +56,21 @@ def numba_cache_dir():
     if os.environ.get("NUMBA_CACHE_DIR") or os.name != "posix":
         return None
     spec = importlib.util.find_spec("librosa")  # finds the package without importing it
-    home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    if sys.platform == "darwin":
-        home = Path.home() / "Library" / "Caches"
     if spec is None or not spec.submodule_search_locations:
         return None
     librosa = Path(next(iter(spec.submodule_search_locations)))
-    if _writable(librosa / "core" / "__pycache__") or _writable(home / "numba"):
+    try:  # numba's user-wide folder (its appdirs.user_cache_dir)
+        home = Path.home() / "Library" / "Caches" if sys.platform == "darwin" else \
+            Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    except RuntimeError:  # no HOME and no password entry
+        home = None
+    if _writable(librosa / "core" / "__pycache__") or (home is not None and _writable(home / "numba")):
         return None
     mine = Path(tempfile.gettempdir()) / f"genreclf-numba-{os.getuid()}"
     try:
         mine.mkdir(mode=0o700, exist_ok=True)
-        st = mine.stat()
-        if st.st_uid == os.getuid() and not st.st_mode & 0o022 and _writable(mine):
+        st = mine.lstat()  # not a link someone else planted: ours, a folder, writable by us alone
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o022 and _writable(mine):
             return str(mine)
         return tempfile.mkdtemp(prefix="genreclf-numba-")
     except OSError:
