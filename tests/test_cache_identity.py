@@ -64,7 +64,7 @@ def test_a_stale_split_is_refused_but_a_run_keeps_its_pinned_clips(tiny):
     cache = build(data, work)
     caches = experiment.open_caches(["mel"], FEATURIZERS, work / "cache", data, work / "split")
     run = work / "run"
-    experiment.run(TrainConfig(model="baseline", epochs=1, device="cpu"), caches, run, do_test=False)
+    experiment.run(TrainConfig(model="baseline", epochs=1, device="cpu"), caches, run, do_test=False)  # pins its clips
     old = splits.load_split(work / "split")
     split(data, work, seed=1)  # split_data.py again, with another seed, and no dataset.py
     assert splits.load_split(work / "split") != old
@@ -73,5 +73,7 @@ def test_a_stale_split_is_refused_but_a_run_keeps_its_pinned_clips(tiny):
     r = run_script("main.py", "--data-dir", data, "--work-dir", work, *MEL, "--do_test", "--out", run)
     assert r.returncode == 0 and "using the caches pinned" in r.stderr, r.stderr  # the run's own clips win
     assert json.loads((run / "metrics.json").read_text())["test_clips"] == len(old["test"])
+    cfg = TrainConfig(model="baseline", epochs=1, device="cpu")
+    assert experiment.run(cfg, caches, run, resume=True, do_test=False)["epochs_run"] == 1  # --resume: pinned too
     build(data, work)
     experiment.open_caches(["mel"], FEATURIZERS, work / "cache", data, work / "split")  # rebuilt: accepted
