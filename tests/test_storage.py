@@ -8,6 +8,7 @@ those tests skip; the failures themselves are also raised by monkeypatching, whi
 """
 import errno
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -221,7 +222,7 @@ def test_a_truncated_pack_is_named_at_training_and_rebuilt_by_dataset_py(tiny, c
     before = contents(cache)
     (packed,) = cache.glob("segments-*.npy")
     packed.write_bytes(packed.read_bytes()[:1000])
-    with pytest.raises(UserError, match=rf"{packed}: segment pack truncated or unreadable: rerun dataset.py"):
+    with pytest.raises(UserError, match=re.escape(f"{packed}: segment pack truncated or unreadable: rerun dataset.py")):
         D.load_clips({"mel": cache}, D.split_ids(cache)["test"], D.genres_of(cache))
     capsys.readouterr()
     build(data, work)
