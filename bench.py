@@ -510,6 +510,55 @@ def _scale_rows(r):
     return rows
 
 
+def cache_checks(n_clips=2000, rounds=5):
+    """What a cache's identity and health checks cost on a healthy cache of n_clips 200 KB audio
+    files with 2 copies each (warm page cache): dataset.py's rerun plan (a stat, a note and two
+    .npy headers per clip), main.py's check (a stat per clip), and main.py's check once every
+    file's time changed, as in a copied data folder (the first and last 64 KB of each are hashed)."""
+    from genreclf import identity
+    from genreclf.clipfiles import clip_file, source_file
+    from genreclf.extract import _plan
+    from genreclf.io import save_npy
+
+    with tempfile.TemporaryDirectory() as root:
+        data, cache = Path(root) / "data", Path(root) / "cache"
+        rels = [f"g{k % 10}/clip{k:06d}.wav" for k in range(n_clips)]
+        wanted, entries = {r: ["orig", "noise-snr20-s0"] for r in rels}, []
+        for r in rels:
+            (data / "wav" / r).parent.mkdir(parents=True, exist_ok=True)
+            (data / "wav" / r).write_bytes(os.urandom(200_000))
+            for v in wanted[r]:
+                save_npy(clip_file(cache, r[:-4], v), np.zeros((7, 16, 16), np.float32))
+            fp = identity.fingerprint(data / "wav", r)
+            write_json(source_file(cache, r[:-4]), {**fp, "versions": wanted[r]})
+            entries.append({"id": r[:-4], "source": fp})
+        write_json(cache / "index.json", {"data_dir": str(data.resolve()), "splits": {"train": entries}})
+
+        def timed(fn):
+            ms = []
+            for _ in range(rounds):
+                t = time.perf_counter()
+                fn()
+                ms.append((time.perf_counter() - t) * 1000)
+            return {"median_ms": _median(ms), "min_ms": min(ms), "max_ms": max(ms)}
+        out = {"clips": n_clips, "rounds": rounds, "plan": timed(lambda: _plan(cache, data / "wav", rels, wanted)),
+               "check": timed(lambda: identity.check_caches({"mel": cache}, None, data))}
+        for r in rels:
+            st = (data / "wav" / r).stat()
+            os.utime(data / "wav" / r, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+        out["check_touched"] = timed(lambda: identity.check_caches({"mel": cache}, None, data))
+    return out
+
+
+def _cache_check_rows(r):
+    c = r["cache_checks"]
+    return [(f"{what}, {c['clips']:,} clips", f"{c[key]['median_ms']:.0f} ms",
+             f"median of {c['rounds']} ({c[key]['min_ms']:.0f} to {c[key]['max_ms']:.0f})", "")
+            for key, what in (("plan", "dataset.py rerun: fingerprints and clip files checked"),
+                              ("check", "main.py: cache audio checked"),
+                              ("check_touched", "main.py: cache audio checked, every file's time changed"))]
+
+
 def _extraction_rows(results):
     rows = []
     for k, label in (("extract_1w", "1 worker"), ("extract_2w", "2 workers"),
@@ -613,6 +662,7 @@ def _loudness_rows(r):
 
 SECTIONS = {
     "scale": (scale, _scale_rows, lambda r: {k: r["scale"][k] for k in ("scale_rss_anon_ratio", "scale_throughput_ratio")}),
+    "cache_checks": (cache_checks, _cache_check_rows, None),
     "logmel": (logmel, lambda r: [("log-mel, one 30 s clip",
                                    f"{r['logmel']['logmel_ours_ms']:.1f} ms (librosa {r['logmel']['logmel_librosa_ms']:.1f} ms)",
                                    f"{r['logmel']['logmel_speedup_vs_librosa']:.2f}x librosa, max diff {r['logmel']['logmel_max_abs_db_diff']:.4f} dB", "≤ 0.05 dB")],

@@ -47,4 +47,4 @@ def main():
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_cli(main, elsewhere="--work-dir DIR")

@@ -19,7 +19,7 @@ from genreclf.device import dist_info
 from genreclf.errors import UserError, run_cli
 from genreclf.experiment import add_training_flags, new_run_dir, open_caches, repeat, run
 from genreclf.featurizers import FEATURIZERS
-from genreclf.paths import cache_root
+from genreclf.paths import cache_root, split_dir
 from genreclf.results import result_row, summarize
 from genreclf.train import TrainConfig
 from model import inputs_of
@@ -77,7 +77,7 @@ def main():
                             f"(train one first, or pass --out RUN_DIR)")
         cfg = replace(cfg, model=checkpoint.read(run_dir / "best.pt")["model"])
     try:
-        caches = open_caches(inputs_of(cfg.model), featurizers, cache_root(args))
+        caches = open_caches(inputs_of(cfg.model), featurizers, cache_root(args), args.data_dir, split_dir(args))
     except UserError:
         pinned = None if do_train else rundata.read(run_dir)
         if pinned is None:
@@ -101,4 +101,5 @@ def main():
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_cli(main, elsewhere="--out DIR for the run, --work-dir DIR for caches",
+            again="rerun (continue a run with main.py --resume RUN_DIR)")

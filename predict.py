@@ -108,4 +108,4 @@ def main():
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_cli(main, elsewhere="--output FILE elsewhere")

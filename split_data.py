@@ -63,4 +63,4 @@ def main():
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_cli(main, elsewhere="--work-dir DIR")

@@ -1,19 +1,69 @@
-"""One-line errors for users, and the wrapper that prints them instead of a traceback."""
+"""One-line errors for users, and the wrapper that prints them instead of a traceback.
+
+Storage failures (read-only file system, no space left, quota, permission) are input problems
+too: the user fixes them by writing elsewhere or freeing space, not by reading a traceback.
+`storage_error` turns such an OSError into one line naming the path, the cause and the remedy;
+`run_cli` applies it to whatever a script raises, so every write in every stage is covered.
+"""
+import errno
 import sys
+
+# errno -> (cause, which remedy: "elsewhere" for a place we may not write, "space" for a full disk)
+STORAGE = {errno.EROFS: ("read-only file system", "elsewhere"),
+           errno.EACCES: ("permission denied", "elsewhere"),
+           errno.EPERM: ("operation not permitted", "elsewhere"),
+           errno.ENOSPC: ("no space left on the device", "space"),
+           errno.EDQUOT: ("disk quota exceeded", "space")}
 
 
 class UserError(Exception):
     """A problem with the user's input (a path, a flag, a file). Printed as one line, exit code 2."""
 
 
-def run_cli(main):
-    """Run `main()`; print a UserError as `error: ...` and exit 2, never a traceback."""
+def storage_error(e, elsewhere="another folder", again="rerun"):
+    """The UserError for an OSError of storage (see STORAGE), or None for any other error.
+
+    `elsewhere` names the flag that moves the writes (`--work-dir DIR`), `again` how to finish
+    the work once there is space. Every write goes through genreclf.io, which keeps what is
+    already written, so a rerun continues where this one stopped."""
+    if not isinstance(e, OSError) or e.errno not in STORAGE:
+        return None
+    cause, kind = STORAGE[e.errno]
+    where = e.filename if e.filename is not None else "a file"
+    if kind == "space":
+        remedy = f"free some space (or write to another disk: {elsewhere}), then {again}: what is already written is kept"
+    else:
+        remedy = f"write somewhere writable: {elsewhere}"
+    from .audio import shown  # late: audio imports soundfile, and every module imports this one
+    return UserError(f"{shown(where)}: {cause}: {remedy}")
+
+
+def numba_cache_error(e):
+    """The UserError for librosa's numba kernels finding no writable cache folder, or None."""
+    if not (isinstance(e, RuntimeError) and "cannot cache function" in str(e)):
+        return None
+    return UserError("numba (librosa's compiled functions) found no writable cache folder beside librosa or in "
+                     "your home: set NUMBA_CACHE_DIR to a writable folder, for example NUMBA_CACHE_DIR=/tmp/numba-cache")
+
+
+def run_cli(main, elsewhere="another folder", again="rerun"):
+    """Run `main()`; print a UserError (or a storage failure, see storage_error) as `error: ...`
+    and exit 2, never a traceback. `elsewhere` and `again`: this script's remedies."""
     try:
         code = main()
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        _fail(e)
+    except (OSError, RuntimeError) as e:
+        known = storage_error(e, elsewhere, again) or numba_cache_error(e)
+        if known is None:
+            raise
+        _fail(known)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     sys.exit(code or 0)
+
+
+def _fail(e):
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from . import checkpoint, rundata
 from . import data as D
-from .extract import open_cache
+from .identity import check_caches, open_cache
+from .lock import hold_folder
 from .groups import grouped_folds, groups_for
 from .io import write_json
 from .metrics import save_confusion
@@ -53,9 +54,13 @@ def add_training_flags(p):
         add_flags(p, featurizer.Spec)
 
 
-def open_caches(inputs, featurizers, cache_root):
-    """{input: cache dir} for a model's declared inputs; featurizers maps input name -> featurizer."""
-    return {name: open_cache(cache_root, featurizers[name]()) for name in inputs}
+def open_caches(inputs, featurizers, cache_root, data_dir=None, split_dir=None):
+    """{input: cache dir} for a model's declared inputs, made from the audio in `data_dir`;
+    featurizers maps input name -> featurizer. UserError for a cache built from other split
+    lists than split_dir's, or from audio that changed since (identity.check_caches)."""
+    caches = {name: open_cache(cache_root, featurizers[name](), data_dir) for name in inputs}
+    check_caches(caches, split_dir, data_dir)
+    return caches
 
 
 def load_data(caches, assignment=None, need_train=True, augment=True, run_dir=None, pinned=None):
@@ -97,6 +102,7 @@ def run(cfg, caches, run_dir, do_train=True, do_test=True, resume=False, assignm
     re-tested, loads its pinned clips (see rundata.py), whatever the split files say now. The test
     CI resamples the artists of the test clips (`groups_file`, else GTZAN's; see run_stats)."""
     rank, _, _ = dist_info()
+    held = hold_folder(run_dir) if rank == 0 else None  # until this returns; before the log, which a second would share
     setup_logging(run_dir)
     seed_everything(cfg.seed)
     pinned = rundata.read(run_dir) if (resume or not do_train) else None
@@ -181,6 +187,7 @@ def repeat(cfg, caches, root, seeds=(), folds=0, groups_file=None, resume=False)
     continues from root/experiment.json: finished runs are kept, the interrupted one resumes."""
     rank, _, _ = dist_info()
     root = Path(root)
+    held = hold_folder(root) if rank == 0 else None  # until this returns (a second main.py is refused)
     setup_logging(root)  # root/train.log: how folds were made, and where the experiment stopped
     if resume:
         exp = json.loads((root / EXPERIMENT).read_text())

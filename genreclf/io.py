@@ -4,7 +4,13 @@ Everything we persist (caches, checkpoints, metrics, split lists) goes through h
 temporary file in the same folder, fsync, then rename over the target (rename is atomic on POSIX),
 then fsync the folder so the rename itself survives a power cut. Files get the mode a plain open()
 would give (0666 minus the umask), not mkstemp's private 0600, so shared storage stays readable.
+
+A write that fails for lack of space or permission leaves the target as it was and raises the
+OSError with the target's path as its filename (not the temporary's), which errors.storage_error
+turns into one line. Writers go through Python file objects, so a full disk is an OSError (ENOSPC)
+rather than torch's "unexpected pos" or a SIGBUS from a memory map.
 """
+import io
 import json
 import os
 import tempfile
@@ -12,6 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+
+from .errors import STORAGE
 
 
 def _umask():
@@ -42,19 +50,38 @@ def _fsync_dir(folder):
 def atomic_path(path):
     """Yield a temporary path beside `path`; on success rename it onto `path`, else delete it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
+    except Exception as e:
+        cause = _storage_cause(e)
+        if cause is None:
+            raise
+        if cause.filename in (None, tmp):  # name what the user asked for
+            cause.filename = str(path)
+        if cause is e:
+            raise
+        raise cause from None  # torch.save's "unexpected pos" RuntimeError, raised while handling ENOSPC
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _storage_cause(e):
+    """The OSError of storage (errors.STORAGE) that `e` is or was raised while handling, or None."""
+    while e is not None:
+        if isinstance(e, OSError) and e.errno in STORAGE:
+            return e
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def write_text(path, text):
@@ -62,18 +89,32 @@ def write_text(path, text):
         Path(tmp).write_text(text)
 
 
-def write_json(path, obj):
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+def write_json(path, obj, only_if_changed=False):
+    """Write `obj` as indented JSON. only_if_changed: leave a file that already holds exactly this
+    text untouched (a finished cache is read, not rewritten, and may sit on read-only storage).
+    Returns whether it wrote."""
+    text = json.dumps(obj, indent=2, sort_keys=False) + "\n"
+    if only_if_changed:
+        try:
+            if Path(path).read_text() == text:
+                return False
+        except (OSError, UnicodeDecodeError):
+            pass
+    write_text(path, text)
+    return True
 
 
 def save_npy(path, array):
+    buf = io.BytesIO()  # np.save to a real file uses fwrite, whose short write on a full disk has no errno
+    np.save(buf, array)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            np.save(f, array)
+            f.write(buf.getbuffer())
 
 
 def save_torch(path, obj):
     import torch
 
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        with open(tmp, "wb") as f:  # a file object: a full disk is ENOSPC, not "unexpected pos"
+            torch.save(obj, f)

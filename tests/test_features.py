@@ -63,8 +63,8 @@ def test_segments_are_the_clip_in_order():
 
 def test_cache_key_follows_parameters(tmp_path):
     a, b, c = MelFeatures(MelSpec()), MelFeatures(MelSpec()), MelFeatures(MelSpec(n_mels=64))
-    assert cache_dir(tmp_path, a) == cache_dir(tmp_path, b)
-    assert cache_dir(tmp_path, a) != cache_dir(tmp_path, c)
+    assert cache_dir(tmp_path, a, "data") == cache_dir(tmp_path, b, "data")
+    assert cache_dir(tmp_path, a, "data") != cache_dir(tmp_path, c, "data")
     assert digest(MelSpec(segment=3.0)) != digest(MelSpec())
 
 
@@ -75,7 +75,7 @@ def test_featurizer_is_log_mel_of_the_loudness_normalized_clip(tmp_path):
     ours = MelFeatures(spec)(wave)["segments"]
     expected = segment(log_mel(normalize_loudness(wave, spec.sr, spec.loudness), spec), spec.segment_frames)
     assert np.allclose(ours, expected, atol=1e-4)
-    assert cache_dir(tmp_path, MelFeatures(MelSpec(loudness=-14.0))) != cache_dir(tmp_path, MelFeatures(MelSpec()))
+    assert cache_dir(tmp_path, MelFeatures(MelSpec(loudness=-14.0)), "data") != cache_dir(tmp_path, MelFeatures(MelSpec()), "data")
 
 
 def _pyloudnorm_lufs(wave, sr):
