@@ -18,8 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, run_script
-from genreclf import data as D
-from genreclf import experiment
+from genreclf import experiment, rundata
 from genreclf.checkpoint import save as save_checkpoint
 from genreclf.errors import UserError, storage_error
 from genreclf.extract import cache_dir
@@ -223,7 +222,8 @@ def test_a_truncated_pack_is_named_at_training_and_rebuilt_by_dataset_py(tiny, c
     (packed,) = cache.glob("segments-*.npy")
     packed.write_bytes(packed.read_bytes()[:1000])
     with pytest.raises(UserError, match=re.escape(f"{packed}: segment pack truncated or unreadable: rerun dataset.py")):
-        D.load_clips({"mel": cache}, D.split_ids(cache)["test"], D.genres_of(cache))
+        index = rundata.read_index(cache)
+        rundata.load_clips({"mel": cache}, index.splits["test"], index.genres)
     capsys.readouterr()
     build(data, work)
     assert "truncated or unreadable segment pack: rebuilding it" in capsys.readouterr().out
