@@ -9,8 +9,8 @@ import pytest
 import soundfile as sf
 
 from conftest import run_script, sine
-from genreclf import data as D
-from genreclf import experiment, splits
+
+from genreclf import experiment, rundata, splits
 from genreclf.errors import UserError
 from genreclf.extract import clip_file
 from genreclf.train import TrainConfig
@@ -53,7 +53,7 @@ def test_two_data_folders_with_one_name_get_a_cache_each(tmp_path, capsys):
     b = build(second, work)
     assert a != b and "0 of 9 clips already cached" in capsys.readouterr().out
     assert experiment.open_caches(["mel"], FEATURIZERS, work / "cache", second) == {"mel": b}
-    clip = D.split_ids(a)["test"][0]
+    clip = rundata.read_index(a).splits["test"][0]
     assert not np.array_equal(np.load(clip_file(a, clip, "orig")), np.load(clip_file(b, clip, "orig")))
     with pytest.raises(UserError, match="several data folders have one"):
         experiment.open_caches(["mel"], FEATURIZERS, work / "cache")  # no --data-dir: which one?
