@@ -19,6 +19,7 @@ def _pyplot():
     return plt
 
 
+
 def _save(fig, path):
     """Write `fig` to `path` atomically and free it, as PNG unless the name ends in .svg or .pdf.
     Raises OSError when the folder cannot be written."""
@@ -70,6 +71,8 @@ def save_curves(history, path, title=""):
     history: [{"epoch", "train_loss", "train_accuracy", "val_loss", "val_clip_accuracy",
     "val_segment_accuracy", "lr"}] as train.Trainer records it."""
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     epochs, best = _column(history, "epoch"), best_epoch(history)
     fig, (loss, acc, lr) = plt.subplots(1, 3, figsize=(13, 3.8), gridspec_kw={"width_ratios": [3, 3, 2]})
     marker = "o" if len(history) < 30 else None  # few epochs: show each one
@@ -79,18 +82,15 @@ def save_curves(history, path, title=""):
     acc.plot(epochs, _column(history, "val_clip_accuracy"), marker=marker, ms=3, label="val clip")
     acc.plot(epochs, _column(history, "val_segment_accuracy"), ls=":", label="val segment")
     lr.plot(epochs, _column(history, "lr"), color="tab:gray")
+    row = next((r for r in history if r["epoch"] == best), None)
     for ax, name in ((loss, "loss (cross-entropy)"), (acc, "accuracy"), (lr, "learning rate")):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.set_xlabel("epoch")
         ax.set_title(name, fontsize=10)
         ax.grid(alpha=0.3)
-        if best is not None:
-            ax.axvline(best, color="tab:red", ls="--", lw=1)
-    if best is not None:
-        row = next(r for r in history if r["epoch"] == best)
-        late = best > (epochs[0] + epochs[-1]) / 2  # the label goes on the side with room
-        acc.annotate(f"best epoch {best}\nval clip {row['val_clip_accuracy']:.3f}", (best, row["val_clip_accuracy"]),
-                     xytext=(-6 if late else 6, -28), textcoords="offset points", ha="right" if late else "left",
-                     color="tab:red", fontsize=8)
+        if row is not None:  # the legend of the accuracy panel names it
+            ax.axvline(best, color="tab:red", ls="--", lw=1,
+                       label=f"best epoch {best}: val clip {row['val_clip_accuracy']:.3f}" if ax is acc else None)
     acc.set_ylim(-0.02, 1.02)
     loss.legend(fontsize=8)
     acc.legend(fontsize=8, loc="lower right")
@@ -104,6 +104,8 @@ def save_overlay(histories, path, title=""):
     colour per run (train curves faint, dashed), each run's best epoch marked with a dot.
     histories: {run name: history as in save_curves}."""
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     fig, (loss, acc) = plt.subplots(1, 2, figsize=(13, 4.4))
     colors = plt.get_cmap("tab20" if len(histories) > 10 else "tab10")
     for i, (name, history) in enumerate(histories.items()):
@@ -122,6 +124,7 @@ def save_overlay(histories, path, title=""):
     acc.set_title("accuracy: val clip (solid, dot at the best epoch), train (dashed)", fontsize=10)
     acc.set_ylim(-0.02, 1.02)
     for ax in (loss, acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     acc.legend(fontsize=7, ncol=1 + len(histories) // 8, loc="center left", bbox_to_anchor=(1.01, 0.5))
