@@ -49,7 +49,7 @@ def _load_error(path, e):
     """One line for a file torch.load refused or could not read."""
     text = str(e)
     refused = re.search(r"GLOBAL ([\w.]+)", text)
-    if "Weights only load failed" in text and ("GLOBAL" in text or "global" in text):
+    if "Weights only load failed" in text and "global" in text.lower():  # not a bare "Unsupported operand"
         what = f" ({refused.group(1)})" if refused else ""
         return (f"{path}: refused: it holds Python objects{what} that could run code when loaded, "
                 "not just tensors and plain data (only a checkpoint from this project is loaded)")

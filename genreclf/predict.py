@@ -12,6 +12,7 @@ process runs the model. Calling a runner on one path does both steps in this pro
 """
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -32,8 +33,6 @@ def choose_checkpoint(given, runs="runs"):
     "last": best.pt of the newest run under `runs` (checkpoint.newest_run). A run folder: its
     best.pt. A file: taken as a checkpoint (checkpoint.read refuses anything else in one line).
     Raises UserError for "last" with no run, a folder without best.pt, an audio file, a missing path."""
-    from pathlib import Path
-
     from . import pretrained
     from .checkpoint import newest_run
 
