@@ -40,7 +40,7 @@ gpu-check: .venv/done
 clean:
 	rm -rf work runs .pytest_cache
 
-# k-fold table of the README: artist-grouped folds on gtzan_mini + gtzan_dev (187 real clips, 10 genres),
+# k-fold table of docs/splits-and-evaluation.md: artist-grouped folds on gtzan_mini + gtzan_dev (187 real clips, 10 genres),
 # joined as symbolic links under work/ (no audio is copied). Extend the table by adding model:epochs specs:
 #   make cv CV_MODELS="baseline:20 resnet18:6"
 CV_SHARED ?= ../shared/data
@@ -53,7 +53,7 @@ cv: cv-data
 		$(PY) main.py --data-dir $(CV_DATA) --model $$m --epochs $$e $(CV_FLAGS) --out runs/cv-$$m || exit 1; \
 	done
 
-# The training-recipe table (README, "Training recipe", issue #13): the classic baselines, the seed's recipe
+# The training-recipe table (the README's results, docs/training-recipe.md, issue #13): the classic baselines, the seed's recipe
 # and the new one, on the artist-grouped folds of `cv`; rows and flags are in recipe_table.py, which skips
 # the rows whose runs/cv-recipe/<row>/results.json exists. Table: runs/cv-recipe/table.md.
 # cv-data links the 187 clips, splits them by artist and caches mel and musicnn features (for cv too).
@@ -69,7 +69,7 @@ RECIPE_OUT ?= runs/cv-recipe
 cv-recipe: cv-data
 	$(PY) recipe_table.py --data-dir $(CV_DATA) --out $(RECIPE_OUT)
 
-# The shipped default model (pretrained/, README "Classify your own music"): the best row of the
+# The shipped default model (pretrained/, docs/predict.md): the best row of the
 # recipe table, trained on all 187 clips on CPU; prints its size, time and SHA-256 (genreclf/pretrained.py).
 PRETRAINED_FLAGS ?= --model q2 --epochs 30 --optimizer adamw --weight-decay 0.01 --schedule cosine --warmup 1 \
 	--label-smoothing 0.1 --mixup 0.2 --patience 100 --seed 0

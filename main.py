@@ -12,7 +12,7 @@ import sys
 from dataclasses import fields, replace
 from pathlib import Path
 
-from genreclf import checkpoint, rundata
+from genreclf import checkpoint, rundata, runlog
 from genreclf.checkpoint import newest_run
 from genreclf.config import from_args
 from genreclf.device import dist_info
@@ -39,8 +39,11 @@ def main():
                         "(GTZAN file names, or --groups); trains on original clips only")
     p.add_argument("--groups", default=None, metavar="FILE",
                    help="CSV of `path,group` (path relative to DATA/wav): the artist groups of --folds")
+    p.add_argument("--tensorboard", default=None, metavar="DIR",
+                   help="also log every epoch to TensorBoard event files under DIR (needs the tensorboard package)")
     p.set_defaults(device=None)  # None: not given, so --resume keeps the run's saved device
     args = p.parse_args()
+    runlog.use_tensorboard(args.tensorboard)  # refused in one line, before any work, without the package
 
     cfg = from_args(TrainConfig, args, device=args.device or TrainConfig.device)
     featurizers = {name: (lambda f=f: f.from_args(args)) for name, f in FEATURIZERS.items()}

@@ -1,26 +1,28 @@
 """Classify your own music: genre probabilities per file, from a trained checkpoint.
 
-    python predict.py song.mp3 my_music/ --top-k 3
-    python predict.py song.ogg --timeline --format json --output song.json
+    python predict.py song.mp3 my_music/ --top-k 3               # the shipped model (pretrained/)
+    python predict.py song.ogg --timeline --format csv --output song.csv --plot song.png
+    python predict.py song.mp3 --checkpoint last                 # your newest run (or a run folder, a .pt)
     python predict.py --musicnn-tags song.wav                  # musicnn's own tags, no training needed
     python predict.py song.wav --musicnn-tags --musicnn-model MTT_musicnn
 
-Every file given or found gets one line: its result, or `error: <file>: <problem>` on stderr.
-Files are decoded by --workers processes while the model runs on the files before them.
+Every file given or found gets one line: its result, or `error: <file>: <problem>` on stderr (and,
+in JSON and CSV, a record with its error). The exit code is 1 when any file failed. Files are
+decoded by --workers processes while the model runs on the files before them.
 """
 import argparse
-import json
 import sys
-from pathlib import Path
 
 from tqdm import tqdm
 
-from genreclf import audio, predict, pretrained
-from genreclf.checkpoint import load_model, newest_run
+from genreclf import audio, predict
+from genreclf import predict_output as output
+from genreclf.checkpoint import load_model
 from genreclf.device import resolve_device
 from genreclf.errors import UserError, run_cli
 from genreclf.io import write_text
 from genreclf.musicnn import MODELS as MUSICNN_MODELS
+from genreclf.plots import save_timeline
 
 
 def _argv(argv):
@@ -49,13 +51,17 @@ def _problems(paths):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="+", metavar="PATH", help="audio files or directories (searched recursively)")
-    p.add_argument("--checkpoint", default=None, help="a best.pt (default: the newest under runs/)")
+    p.add_argument("--checkpoint", default=None, metavar="CKPT",
+                   help="a run folder, a .pt checkpoint, or `last` (the newest run under runs/); default: the shipped model")
     p.add_argument("--musicnn-tags", action="store_true", help="print musicnn's own tags instead of genres")
     p.add_argument("--musicnn-model", default="MSD_musicnn", choices=MUSICNN_MODELS, help="the musicnn of --musicnn-tags")
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--timeline", action="store_true", help="add every segment's start, end, top label and probabilities")
-    p.add_argument("--format", default="table", choices=["table", "json", "csv"])
+    p.add_argument("--format", default="table", choices=["table", "json", "csv"],
+                   help="json and csv list failed files too, with an error and no probabilities; csv with --timeline: "
+                        "one row per segment")
     p.add_argument("--output", default=None, help="write here instead of standard output")
+    p.add_argument("--plot", default=None, metavar="FILE.png", help="draw one file's probabilities over time (a heat map)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--workers", type=int, default=2, help="processes that decode and featurize files (0: none)")
     p.add_argument("--hop", type=float, default=0.0, metavar="SECONDS",
@@ -65,45 +71,54 @@ def main():
     if args.top_k < 1:
         raise UserError(f"--top-k {args.top_k}: must be at least 1")
 
+    files, errors, notes = _problems(args.paths)
+    if args.plot:
+        output.check_plot_target(args.plot, len(files))
     device = resolve_device(args.device)
     if args.musicnn_tags:
         runner, key = predict.Tagger(args.musicnn_model, device), "tags"
     else:
-        ckpt_path = Path(args.checkpoint) if args.checkpoint else (newest_run() or Path("runs")) / "best.pt"
-        if not args.checkpoint and not ckpt_path.exists():  # no run of your own: the shipped model, checked by SHA-256
-            ckpt_path = pretrained.checkpoint_path()
-            print(f"note: no --checkpoint and no run under runs/: using the shipped model {ckpt_path.relative_to(pretrained.REPO)} "
-                  f"(GTZAN's 10 genres; see {pretrained.CARD})", file=sys.stderr)
-        elif not args.checkpoint:
-            print(f"note: no --checkpoint: using the newest run's {ckpt_path}", file=sys.stderr)
+        ckpt_path, note = predict.choose_checkpoint(args.checkpoint)
+        if note:
+            print(note, file=sys.stderr)
         model, ckpt = load_model(ckpt_path)
         runner, key = predict.Classifier(model, ckpt, device, hop=args.hop), "probabilities"
 
-    files, errors, notes = _problems(args.paths)
     for line in notes:
         print(f"warning: {line}", file=sys.stderr)
     for line in errors:
         print(f"error: {line}", file=sys.stderr)
+    # every input gets a record, in order: what find_audio refused first, then each file found
+    records = [output.failure(line.split(": ", 1)[0], line) for line in errors]
     failed = len(errors)
-    results = []
     progress = tqdm(total=len(files), desc="classify", unit="file", disable=len(files) < 3 or not sys.stderr.isatty())
     for path, out, error, warnings in predict.predict_many(runner, files, args.workers):
         if warnings:  # one line per file: a file read at two rates would otherwise warn twice
             print(f"warning: {warnings[0]}", file=sys.stderr)
         if error:
             print(f"error: {error}", file=sys.stderr)
+            records.append(output.failure(path, error))
             failed += 1
         else:
-            results.append(predict.result(path, out, runner.genres, args.top_k, args.timeline, key))
+            records.append(output.result(path, out, runner.genres, args.top_k, args.timeline or bool(args.plot), key))
         progress.update()
     progress.close()
-    text = {"json": lambda: json.dumps(results, indent=2),
-            "csv": lambda: predict.csv_rows(results, runner.genres, key),
-            "table": lambda: predict.table(results, key)}[args.format]()
+    drawn = [r for r in records if "timeline" in r] if args.plot else []
+    if not args.timeline:  # computed for --plot only
+        records = [{k: v for k, v in r.items() if k != "timeline"} for r in records]
+    text = {"json": lambda: output.as_json(records),
+            "csv": lambda: output.as_csv(records, runner.genres, key),
+            "table": lambda: output.as_table(records, key)}[args.format]()
     if args.output:
         write_text(args.output, text + "\n")
-    elif results:
+    elif text:
         print(text)
+    if drawn:
+        try:
+            save_timeline(drawn[0], args.plot, key)
+        except OSError as e:
+            raise UserError(f"--plot {args.plot}: cannot be written ({e.strerror or e})") from None
+        print(f"note: {drawn[0]['path']}: probabilities over time in {args.plot}", file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -49,12 +49,13 @@ def _load_error(path, e):
     """One line for a file torch.load refused or could not read."""
     text = str(e)
     refused = re.search(r"GLOBAL ([\w.]+)", text)
-    if "Weights only load failed" in text:
+    if "Weights only load failed" in text and "global" in text.lower():  # not a bare "Unsupported operand"
         what = f" ({refused.group(1)})" if refused else ""
         return (f"{path}: refused: it holds Python objects{what} that could run code when loaded, "
                 "not just tensors and plain data (only a checkpoint from this project is loaded)")
-    # torch's own messages for a damaged zip or a foreign file are long or cryptic (KeyError: 101)
-    return f"{path}: not a readable checkpoint: truncated, corrupt or not a PyTorch file ({type(e).__name__})"
+    # torch's own messages for a damaged zip or a foreign file are long or cryptic (KeyError: 101),
+    # and the name of the exception means nothing to someone who passed a song or a text file
+    return f"{path}: not a readable checkpoint: truncated, corrupt or not a PyTorch file"
 
 
 def read(path):

@@ -2,11 +2,12 @@
 over seeds or folds with a mean ± std summary.
 
     runs/<model>-<time>/            one run: config.json, train.log, metrics.json, best.pt, last.pt,
-                                    confusion.png
+                                    history.csv, curves.png (runlog.py), confusion.png
     runs/<model>-<time>/            + data.json (the pinned clips, see rundata.py), predictions.json
                                     (per test clip: id, true and predicted genre, probabilities)
     runs/<name>/seed<S>[-fold<K>]/  one run each when --seeds or --folds repeat it; experiment.json
-                                    (the plan, for --resume), results.json and results.md beside them
+                                    (the plan, for --resume), results.json, results.md and
+                                    curves.png (the runs overlaid) beside them
 """
 import json
 import logging
@@ -15,13 +16,13 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from . import checkpoint, rundata
+from . import checkpoint, rundata, runlog
 from . import data as D
 from .identity import check_caches, open_cache
 from .lock import hold_folder
 from .groups import grouped_folds, groups_for
 from .io import write_json
-from .metrics import save_confusion
+from .plots import save_confusion
 from .results import result_row, retested, run_stats, summarize, with_groups
 from .stats import over
 from .device import dist_info
@@ -123,6 +124,8 @@ def run(cfg, caches, run_dir, do_train=True, do_test=True, resume=False, assignm
         log.info(f"{cfg.model}: {len(data.train)} train / {len(data.val)} val segments "
                  f"({len(data.train.clip_ids)} / {len(data.val.clip_ids)} clips), {len(data.genres)} genres -> {run_dir}")
         state = fit(cfg, data, run_dir, resume=resume)
+        if rank == 0:
+            runlog.run_end(run_dir, state["history"], f"{cfg.model}: {run_dir.name}")
         metrics.update(history=state["history"], best_val_clip_accuracy=state["best"], epochs_run=state["epoch"],
                        interrupted=state.get("interrupted", False))
         if "rank_weight_hashes" in state:
@@ -225,6 +228,8 @@ def repeat(cfg, caches, root, seeds=(), folds=0, groups_file=None, resume=False)
                      f"(continue it with: python main.py --resume {root})")
             break
     summary = summarize(root, cfg.model, rows, groups_file, folds=folds, seeds=list(seeds or [cfg.seed])) if rank == 0 else None
+    if rank == 0:
+        runlog.experiment_curves(root, [job["name"] for job in jobs], f"{cfg.model}: {root.name}, {len(jobs)} runs")
     if stopped:
         raise KeyboardInterrupt
     return summary

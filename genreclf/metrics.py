@@ -60,28 +60,3 @@ def clip_predictions(seg_probs, fs, genres):
     return {"genres": list(genres), "clip_ids": list(fs.clip_ids),
             "true": [genres[i] for i in clip_labels(fs)], "pred": [genres[i] for i in cp.argmax(1)],
             "probs": np.round(cp, 6).tolist()}
-
-
-def save_confusion(matrix, genres, path, title=""):
-    """Confusion matrix picture: rows are true genres, columns predictions."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .io import atomic_path
-
-    m = np.asarray(matrix)
-    fig, ax = plt.subplots(figsize=(1 + 0.6 * len(genres), 1 + 0.6 * len(genres)))
-    ax.imshow(m, cmap="Blues")
-    ax.set_xticks(range(len(genres)), genres, rotation=45, ha="right")
-    ax.set_yticks(range(len(genres)), genres)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title)
-    for i in range(len(genres)):
-        for j in range(len(genres)):
-            ax.text(j, i, m[i, j], ha="center", va="center", color="white" if m[i, j] > m.max() / 2 else "black")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)

@@ -12,16 +12,54 @@ process runs the model. Calling a runner on one path does both steps in this pro
 """
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from . import audio, musicnn
+from .errors import UserError
 from .featurizers import FEATURIZERS
 
-LABEL = {"probabilities": "genre", "tags": "tag"}  # JSON key of the distribution -> name of one label
 CHUNK_SEGMENTS = 7
 MUSICNN_CHUNK_PATCHES = 64  # about 3 minutes of audio per musicnn batch
+
+
+def choose_checkpoint(given, runs="runs"):
+    """The checkpoint predict.py uses, and the one line that says so (None when the user named it).
+
+    None: always the shipped model (pretrained.checkpoint_path, SHA-256 checked), never a run of
+    one's own, so that training something does not quietly change what `predict.py song.mp3` says.
+    "last": best.pt of the newest run under `runs` (checkpoint.newest_run). A run folder: its
+    best.pt. A file: taken as a checkpoint (checkpoint.read refuses anything else in one line).
+    Raises UserError for "last" with no run, a folder without best.pt, an audio file, a missing path."""
+    from . import pretrained
+    from .checkpoint import newest_run
+
+    if given is None:
+        path = pretrained.checkpoint_path()
+        return path, (f"note: using the shipped model {path.relative_to(pretrained.REPO)} (GTZAN's 10 genres; see "
+                      f"{pretrained.CARD}); --checkpoint last for your newest run")
+    if given == "last":
+        run = newest_run(root=runs)
+        if run is None:
+            raise UserError(f"--checkpoint last: no run under {runs}/ has a best.pt: train one (python main.py), "
+                            "or leave --checkpoint out for the shipped model")
+        return run / "best.pt", f"note: --checkpoint last: using {run / 'best.pt'}"
+    path = Path(given)
+    if path.is_dir():
+        if (path / "best.pt").is_file():
+            return path / "best.pt", None
+        runs_inside = sorted(p.parent.name for p in path.glob("*/best.pt"))
+        hint = f" (an experiment: pass one of its runs, such as {path / runs_inside[0]})" if runs_inside else ""
+        raise UserError(f"--checkpoint {audio.shown(path)}: a folder without best.pt, so not a run folder{hint}")
+    if not path.exists():
+        raise UserError(f"--checkpoint {audio.shown(path)}: no such file or folder "
+                        "(give a run folder, a .pt checkpoint, or `last` for the newest run)")
+    if path.suffix.lower() in audio.AUDIO_EXTS:
+        raise UserError(f"--checkpoint {audio.shown(path)}: an audio file, not a checkpoint: give it as a PATH, and "
+                        "--checkpoint a run folder or a .pt file (or leave it out for the shipped model)")
+    return path, None
 
 
 class Classifier:
@@ -32,10 +70,11 @@ class Classifier:
         self.genres = ckpt["genres"]
         self.device = device
         self.featurizers = {name: FEATURIZERS[key["features"]].from_key(key) for name, key in ckpt["features"].items()}
-        self.segment_s = next(iter(self.featurizers.values())).segment_seconds  # all share one grid
-        if hop and not 0 < hop <= self.segment_s:
-            from .errors import UserError
-            raise UserError(f"--hop {hop}: must be more than 0 and at most the {self.segment_s:.2f} s segment")
+        first = next(iter(self.featurizers.values()))
+        self.segment_s = first.segment_seconds  # all share one grid: 3.99 s for 4 s (172 frames of 512 samples)
+        self.segment_set = (first.mel if hasattr(first, "mel") else first.spec).segment  # what the user set: 4 s
+        if hop and not 0 < hop <= self.segment_set:
+            raise UserError(f"--hop {hop:g}: must be more than 0 and at most the {self.segment_set:g} s segment")
         self.hop = hop
 
     def chunk_starts(self, duration, chunk_s):
@@ -68,7 +107,7 @@ class Classifier:
                 n = min(len(x) for x in inputs.values())
                 chunks.append({**{k: v[:n] for k, v in inputs.items()}, "start": start})
         if not chunks:
-            raise audio.AudioError(f"{audio.shown(path)}: {duration:.2f} s is shorter than one {self.segment_s:.2f} s segment")
+            raise audio.AudioError(f"{audio.shown(path)}: {duration:.2f} s is shorter than one {self.segment_set:g} s segment")
         return {"duration": duration, "chunks": chunks}
 
     @torch.no_grad()
@@ -171,37 +210,3 @@ def predict_many(runner, paths, workers=2):
                 out = runner.finish(out)
             yield path, out, error, warnings
 
-
-def result(path, out, labels, top_k, timeline, key="probabilities"):
-    """The JSON object of one file: top-k, all probabilities, and optionally the timeline."""
-    mean = out["probs"].mean(0)
-    order = np.argsort(-mean)[:top_k]
-    r = {"path": audio.shown(path), "duration": round(out["duration"], 3),
-         "top": [{LABEL[key]: labels[i], "probability": float(mean[i])} for i in order],
-         key: {g: float(p) for g, p in zip(labels, mean)}}
-    if timeline:
-        r["timeline"] = [{"start": round(a, 3), "end": round(b, 3), "top": labels[int(p.argmax())],
-                          key: {g: float(x) for g, x in zip(labels, p)}} for (a, b), p in zip(out["segments"], out["probs"])]
-    return r
-
-
-def table(results, key):
-    lines = []
-    for r in results:
-        top = ", ".join(f"{t[LABEL[key]]} {t['probability']:.2f}" for t in r["top"])
-        lines.append(f"{r['path']}  ({r['duration']:.1f} s)  {top}")
-        for seg in r.get("timeline", []):
-            lines.append(f"    {seg['start']:7.2f}-{seg['end']:7.2f} s  {seg['top']}")
-    return "\n".join(lines)
-
-
-def csv_rows(results, labels, key):
-    import csv
-    import io
-
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["path", "duration", "top"] + labels)
-    for r in results:
-        w.writerow([r["path"], r["duration"], r["top"][0][LABEL[key]]] + [f"{r[key][g]:.6f}" for g in labels])
-    return buf.getvalue()

@@ -5,6 +5,7 @@ logs and writes files; every rank sees the same validation set, so they agree on
 """
 import logging
 import os
+import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -14,7 +15,7 @@ import torch.distributed as dist
 from model import MODELS
 from model.vision import keep_frozen_in_eval
 
-from . import checkpoint, recipe
+from . import checkpoint, recipe, runlog
 from .data import batch_plan, loader
 from .device import amp_setup, dist_info, init_distributed, resolve_device, sync_buffers, weights_hash
 from .errors import UserError
@@ -150,6 +151,7 @@ class Trainer:
     def train_epoch(self, epoch):
         """One pass over this rank's batches. Returns {"loss", "accuracy"} summed over ranks."""
         cfg, core, device = self.cfg, self.core, self.device
+        self.epoch_start = time.monotonic()  # history.csv's seconds: training and validation of the epoch
         self.model.train()
         keep_frozen_in_eval(core, cfg.freeze)  # --freeze: frozen BatchNorm statistics and dropout stay fixed
         total, correct, loss_sum = 0, 0, 0.0
@@ -201,7 +203,8 @@ class Trainer:
         better = (val["clip_accuracy"], -val_loss) > (state["best"], -state["best_loss"])
         record = {"epoch": epoch, "train_loss": train["loss"], "train_accuracy": train["accuracy"],
                   "val_loss": val_loss, "val_clip_accuracy": val["clip_accuracy"],
-                  "val_segment_accuracy": val["segment_accuracy"], "lr": self.opt.param_groups[0]["lr"]}
+                  "val_segment_accuracy": val["segment_accuracy"], "lr": self.opt.param_groups[0]["lr"],
+                  "seconds": round(time.monotonic() - self.epoch_start, 3)}
         state["history"].append(record)
         state["epoch"] = epoch
         if better:
@@ -213,6 +216,7 @@ class Trainer:
             log.info(f"epoch {epoch:3d}  train loss {record['train_loss']:.3f} acc {record['train_accuracy']:.3f}  "
                      f"val loss {val_loss:.3f} seg {val['segment_accuracy']:.3f} clip {val['clip_accuracy']:.3f}"
                      + ("  *best" if better else ""))
+            runlog.epoch_end(self.run_dir, state["history"], f"{self.cfg.model}: {self.run_dir.name}")
 
     def save(self, epoch, record, better):
         """best.pt when `better`; last.pt always, with every rank's RNG state (gathered on all ranks)."""

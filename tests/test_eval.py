@@ -11,6 +11,7 @@ from scipy.stats import binomtest
 from conftest import GENRES3, MINI, REPO, SHARED, ctrl_c_after_first_epoch, needs_shared, run_script, sine
 from genreclf import checkpoint, splits
 from genreclf.groups import grouped_folds, groups_for, read_gtzan_index
+from genreclf.runlog import read_history
 
 DEV = SHARED / "gtzan_dev"
 needs_dev = pytest.mark.skipif(not DEV.is_dir(), reason="../shared/data/gtzan_dev is absent")
@@ -164,6 +165,8 @@ def test_ctrl_c_stops_the_experiment_and_resume_finishes_it(mini3, tmp_path):
     assert (cv / "seed0-fold0" / "metrics.json").read_text() == fold0  # finished runs are kept as they were
     assert len(json.loads((cv / "seed0-fold1" / "metrics.json").read_text())["history"]) == 6
     assert "resumed" in log.read_text()
+    assert [r["epoch"] for r in read_history(cv / "seed0-fold1")] == list(range(1, 7))  # history.csv: each epoch once
+    assert (cv / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # the 3 folds overlaid
 
 
 @needs_shared

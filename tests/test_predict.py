@@ -1,10 +1,14 @@
 """predict.py on real long tracks, GTZAN clips and files the tests generate."""
+import csv
+import io
 import json
+import os
 
 import numpy as np
 import pytest
 
 from conftest import MINI, SHARED, needs_shared, run_script, sine
+from genreclf.errors import UserError
 
 
 def predict_json(*args):
@@ -46,7 +50,8 @@ def test_generated_files_good_and_bad(trained_run, wav_factory, tmp_path):
     (tmp_path / "in" / "corrupt.mp3").write_bytes(b"\xff\xfb" + bytes(500))
     r, results = predict_json(tmp_path / "in", "--checkpoint", trained_run / "best.pt")
     assert r.returncode == 1
-    assert sorted(res["path"] for res in results) == sorted([str(mono), str(stereo)])
+    assert sorted(res["path"] for res in results if "error" not in res) == sorted([str(mono), str(stereo)])
+    assert len(results) == 5  # the failed files too, each with its error
     lines = r.stderr.strip().splitlines()
     errors = [x for x in lines if x.startswith("error:")]
     assert "Traceback" not in r.stderr and len(errors) == 3
@@ -120,7 +125,9 @@ def test_every_file_gets_a_line_links_and_low_rate(trained_run, wav_factory, tmp
     (tmp_path / "music" / "gone.wav").symlink_to(tmp_path / "nowhere.wav")
     r, results = predict_json(tmp_path / "music", "--checkpoint", trained_run / "best.pt", "--workers", 2)
     assert r.returncode == 1 and "Traceback" not in r.stderr
-    assert sorted(res["path"] for res in results) == sorted([str(good), str(low), str(tmp_path / "music" / "linked" / "b.wav")])
+    assert sorted(res["path"] for res in results if "error" not in res) == sorted(
+        [str(good), str(low), str(tmp_path / "music" / "linked" / "b.wav")])
+    assert [res["path"] for res in results if "error" in res] == [str(tmp_path / "music" / "gone.wav")]
     lines = r.stderr.strip().splitlines()
     errors = [x for x in lines if x.startswith("error:")]
     assert len(errors) == 1 and "gone.wav" in errors[0] and "dangling" in errors[0]
@@ -137,9 +144,9 @@ def test_workers_give_the_same_results_as_one_process(trained_run, wav_factory, 
         r, results = predict_json(tmp_path / "in", "--checkpoint", trained_run / "best.pt", "--workers", workers)
         assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "short.wav" in r.stderr
         outs.append(results)
-    assert [x["path"] for x in outs[0]] == [x["path"] for x in outs[1]] and len(outs[0]) == 3
+    assert [x["path"] for x in outs[0]] == [x["path"] for x in outs[1]] and len(outs[0]) == 4
     for a, b in zip(*outs):
-        assert a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-5)
+        assert a == b if "error" in a else a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-5)
 
 
 def test_top_k_below_one_is_refused_in_one_line(tmp_path):
@@ -169,3 +176,83 @@ def test_inference_imports_no_training_code_and_groups_no_splits():
     training = {f"genreclf.{m}" for m in ("train", "experiment", "recipe", "data", "rundata", "metrics", "extract", "splits")}
     assert "genreclf.predict" in loaded and not training & set(json.loads(loaded))
     assert splits_too == "False"
+
+
+def test_json_and_csv_list_failed_files_with_their_error(trained_run, wav_factory, tmp_path):
+    from genreclf.predict_output import as_csv
+
+    good = wav_factory("in/a.wav", sine(440, 9, 22050))
+    short = wav_factory("in/short.wav", sine(440, 2, 22050))
+    r, results = predict_json(good, short, tmp_path / "nope.wav", "--checkpoint", trained_run, "--workers", 0)  # a run folder
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert [res["path"] for res in results] == [str(tmp_path / "nope.wav"), str(good), str(short)]
+    assert results[0] == {"path": str(tmp_path / "nope.wav"), "error": "no such file or folder"}
+    assert results[2] == {"path": str(short), "error": "2.00 s is shorter than one 4 s segment"}  # the 4 s set, not 3.99
+    assert "probabilities" in results[1] and len(results[1]["timeline"]) == 2
+    genres = list(results[1]["probabilities"])
+    rows = list(csv.DictReader(io.StringIO(as_csv(results, genres, "probabilities"))))  # --format csv --timeline
+    assert [row["path"] for row in rows] == [str(tmp_path / "nope.wav"), str(good), str(good), str(short)]
+    assert rows[1]["start"] == "0.0" and rows[1]["error"] == "" and float(rows[1][rows[1]["top"]]) > 0
+    assert rows[3]["error"].startswith("2.00 s is shorter") and rows[3]["top"] == "" and rows[3]["start"] == ""
+    per_file = list(csv.DictReader(io.StringIO(as_csv([{k: v for k, v in res.items() if k != "timeline"} for res in results],
+                                                      genres, "probabilities"))))
+    assert [row["error"] != "" for row in per_file] == [True, False, True] and per_file[1]["duration"] == "9.0"
+
+
+def test_plot_draws_one_file_and_refuses_the_rest_in_one_line(trained_run, wav_factory, tmp_path):
+    from genreclf.predict_output import check_plot_target
+
+    one = wav_factory("in/a.wav", sine(440, 9, 22050))
+    wav_factory("in/b.wav", sine(330, 9, 22050))
+    r = run_script("predict.py", one, "--checkpoint", trained_run / "best.pt", "--plot", tmp_path / "out" / "a.png")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "out" / "a.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    r = run_script("predict.py", tmp_path / "in", "--plot", tmp_path / "x.png")  # refused before the model loads
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and lines == ["error: --plot draws one file's timeline, and 2 files were given or found: pass one file"]
+    (tmp_path / "file").write_text("")
+    for target, words in ((tmp_path / "file" / "x.png", "is a file, not a folder"), (tmp_path / "x.jpg", "name a .png"),
+                          (tmp_path / "out", "a folder; name the picture's file")):
+        with pytest.raises(UserError, match=words):
+            check_plot_target(target, 1)
+
+
+def test_checkpoint_choice(wav_factory, tmp_path):
+    from genreclf import pretrained
+    from genreclf.predict import choose_checkpoint
+
+    if pretrained.FILE.exists():  # without --checkpoint: the shipped model, whatever runs/ holds
+        path, note = choose_checkpoint(None)
+        assert path == pretrained.FILE and "using the shipped model" in note
+    runs = tmp_path / "runs"
+    with pytest.raises(UserError, match="--checkpoint last: no run under"):
+        choose_checkpoint("last", runs=runs)
+    for age, name in enumerate(("old", "new")):
+        (runs / name).mkdir(parents=True)
+        (runs / name / "best.pt").write_bytes(b"")
+        os.utime(runs / name / "best.pt", (1e9 + age, 1e9 + age))  # "new" is the newer, whatever the clock's grain
+    assert choose_checkpoint("last", runs=runs)[0] == runs / "new" / "best.pt"
+    assert choose_checkpoint(str(runs / "old"), runs=runs) == (runs / "old" / "best.pt", None)  # a run folder
+    song = wav_factory("song.wav", sine(440, 5, 22050))
+    for given, words in ((runs.parent, "a folder without best.pt"), (song, "an audio file, not a checkpoint"),
+                         (tmp_path / "gone.pt", "no such file or folder")):
+        with pytest.raises(UserError, match=words):
+            choose_checkpoint(str(given), runs=runs)
+    r = run_script("predict.py", song, "--checkpoint", song)  # the issue's WAV as --checkpoint: one line, no exception name
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [r.stderr.strip()] and "an audio file" in r.stderr
+
+
+def test_silent_segments_have_no_genre_and_stay_out_of_the_mean(tmp_path):
+    from genreclf.plots import save_timeline
+    from genreclf.predict_output import as_csv, result
+
+    probs = np.array([[0.9, 0.1], [0.5, 0.5], [0.2, 0.8]])
+    out = {"duration": 12.0, "segments": [(0, 4), (4, 8), (8, 12)], "probs": probs, "silent": np.array([False, True, False])}
+    r = result(tmp_path / "f.wav", out, ["jazz", "metal"], 2, timeline=True)
+    assert r["probabilities"] == pytest.approx({"jazz": 0.55, "metal": 0.45})  # segments 1 and 3 only
+    assert r["timeline"][1] == {"start": 4, "end": 8, "top": "silence", "silent": True}
+    assert r["timeline"][2]["top"] == "metal" and r["timeline"][2]["silent"] is False
+    rows = list(csv.DictReader(io.StringIO(as_csv([r], ["jazz", "metal"], "probabilities"))))
+    assert [row["top"] for row in rows] == ["jazz", "silence", "metal"] and rows[1]["jazz"] == ""
+    save_timeline(r, tmp_path / "t.png")
+    assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
