@@ -9,7 +9,6 @@ Every file given or found gets one line: its result, or `error: <file>: <problem
 Files are decoded by --workers processes while the model runs on the files before them.
 """
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -17,9 +16,10 @@ from tqdm import tqdm
 
 from genreclf import audio, predict, pretrained
 from genreclf.checkpoint import load_model, newest_run
+from genreclf.config import NON_NEGATIVE, checked
 from genreclf.device import resolve_device
 from genreclf.errors import UserError, run_cli
-from genreclf.io import write_text
+from genreclf.io import to_json, write_text
 from genreclf.musicnn import MODELS as MUSICNN_MODELS
 
 
@@ -40,9 +40,10 @@ def _argv(argv):
 
 def _problems(paths):
     """(files, error lines, warning lines) for the paths given: audio.find_audio's problems are
-    errors, except its notes that it kept one of two formats or met a folder twice (warnings)."""
+    errors, except its notes that it kept one of two formats, met a folder twice or left out a
+    folder's file in a format it does not read (warnings)."""
     files, problems = audio.find_audio(paths)
-    notes = [p for p in problems if ": kept;" in p or "already scanned" in p]
+    notes = [p for p in problems if ": kept;" in p or "already scanned" in p or ": left out: " in p]
     return files, [p for p in problems if p not in notes], notes
 
 
@@ -57,8 +58,8 @@ def main():
     p.add_argument("--format", default="table", choices=["table", "json", "csv"])
     p.add_argument("--output", default=None, help="write here instead of standard output")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--workers", type=int, default=2, help="processes that decode and featurize files (0: none)")
-    p.add_argument("--hop", type=float, default=0.0, metavar="SECONDS",
+    p.add_argument("--workers", type=checked(int, NON_NEGATIVE), default=2, help="processes that decode and featurize files (0: none)")
+    p.add_argument("--hop", type=checked(float, NON_NEGATIVE), default=0.0, metavar="SECONDS",
                    help="genre models: overlapping windows every SECONDS (less than the segment), probabilities averaged "
                         "over them (default: the non-overlapping segment grid)")
     args = p.parse_args(_argv(sys.argv[1:]))
@@ -97,7 +98,7 @@ def main():
             results.append(predict.result(path, out, runner.genres, args.top_k, args.timeline, key))
         progress.update()
     progress.close()
-    text = {"json": lambda: json.dumps(results, indent=2),
+    text = {"json": lambda: to_json(results),
             "csv": lambda: predict.csv_rows(results, runner.genres, key),
             "table": lambda: predict.table(results, key)}[args.format]()
     if args.output:

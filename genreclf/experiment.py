@@ -19,12 +19,14 @@ import numpy as np
 
 from . import checkpoint, rundata
 from . import data as D
+from .errors import UserError
 from .extract import open_cache
 from .groups import grouped_folds, groups_for
 from .io import write_json, write_text
+from .splits import empty_genres
 from .metrics import bootstrap_ci, pooled_predictions, save_confusion
 from .device import dist_info
-from .train import TrainConfig, fit, seed_everything, test
+from .train import TrainConfig, divergence_message, fit, seed_everything, test
 
 log = logging.getLogger("genreclf")
 
@@ -103,6 +105,10 @@ def run(cfg, caches, run_dir, do_train=True, do_test=True, resume=False, assignm
         checkpoint.check_features({"features": {n: c["spec"] for n, c in pinned["caches"].items()}},
                                   {n: D.read_index(c)["spec"] for n, c in caches.items()}, run_dir / "best.pt")
     data, pinned = load_data(caches, assignment, need_train=do_train, augment=augment, run_dir=run_dir, pinned=pinned)
+    gaps = empty_genres(pinned["parts"], pinned["genres"]) if do_train else []
+    if gaps:  # such a genre cannot be learned (test recall 0 by construction) or weigh in choosing the best epoch
+        raise UserError(f"{'; '.join(gaps)}: give it clips in every part (split_data.py --split random, or "
+                        f"--val-per-class), or leave it out (split_data.py --genres)")
     metrics_path = run_dir / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
     if do_train:
@@ -114,11 +120,12 @@ def run(cfg, caches, run_dir, do_train=True, do_test=True, resume=False, assignm
         log.info(f"{cfg.model}: {len(data.train)} train / {len(data.val)} val segments "
                  f"({len(data.train.clip_ids)} / {len(data.val.clip_ids)} clips), {len(data.genres)} genres -> {run_dir}")
         state = fit(cfg, data, run_dir, resume=resume)
+        metrics = {k: v for k, v in metrics.items() if not k.startswith("diverged")}
         metrics.update(history=state["history"], best_val_clip_accuracy=state["best"], epochs_run=state["epoch"],
-                       interrupted=state.get("interrupted", False))
+                       interrupted=state.get("interrupted", False), **diverged_fields(state))
         if "rank_weight_hashes" in state:
             metrics["rank_weight_hashes"] = state["rank_weight_hashes"]
-    if do_test and rank == 0 and (test_if_interrupted or not metrics.get("interrupted")):
+    if do_test and rank == 0 and not metrics.get("diverged") and (test_if_interrupted or not metrics.get("interrupted")):
         scored = test(run_dir, data, cfg.device, hop=cfg.test_hop)
         predictions = scored.pop("predictions")
         write_json(run_dir / "predictions.json", predictions)
@@ -136,6 +143,15 @@ def run(cfg, caches, run_dir, do_train=True, do_test=True, resume=False, assignm
     if rank == 0:
         write_json(metrics_path, metrics)
     return metrics
+
+
+def diverged_fields(state):
+    """metrics.json's record of a diverged run: {"diverged": True, "diverged_epoch", "diverged_at"
+    (which loss, its value), "diverged_message"}; False for the others (a resumed run's old record
+    is overwritten)."""
+    d = state.get("diverged")
+    return {"diverged": True, "diverged_epoch": d["epoch"], "diverged_at": d["what"],
+            "diverged_message": divergence_message(state)} if d else {"diverged": False}
 
 
 def new_run_dir(model, out=None):
@@ -173,8 +189,10 @@ def plan(cfg, caches, seeds=(), folds=0, groups_file=None):
 def repeat(cfg, caches, root, seeds=(), folds=0, groups_file=None, resume=False):
     """Repeat a run over seeds and/or folds; write root/results.json and root/results.md.
     Ctrl+C stops the whole experiment: the current run keeps best.pt and is marked interrupted
-    (left out of mean ± std), then KeyboardInterrupt goes on up (exit code 130). `resume`
-    continues from root/experiment.json: finished runs are kept, the interrupted one resumes."""
+    (left out of mean ± std), then KeyboardInterrupt goes on up (exit code 130). A run that
+    diverges stops it too (marked diverged, not counted), with a UserError naming the run, the
+    epoch and the remedy (a lower --lr, in a new experiment). `resume` continues from
+    root/experiment.json: finished runs are kept, the interrupted one resumes."""
     rank, _, _ = dist_info()
     root = Path(root)
     setup_logging(root)  # root/train.log: how folds were made, and where the experiment stopped
@@ -212,18 +230,26 @@ def repeat(cfg, caches, root, seeds=(), folds=0, groups_file=None, resume=False)
             log.info(f"stopped by Ctrl+C in {job['name']}: the experiment stops here "
                      f"(continue it with: python main.py --resume {root})")
             break
+        if m.get("diverged"):  # the other runs share its --lr: they would most likely diverge too
+            stopped = f"{run_dir}: {m['diverged_message']} The experiment stops here; its other runs were not trained."
+            log.info(stopped)
+            break
     summary = summarize(root, cfg.model, rows, folds=folds, seeds=list(seeds or [cfg.seed])) if rank == 0 else None
-    if stopped:
+    if stopped is True:
         raise KeyboardInterrupt
+    if stopped:
+        raise UserError(stopped)
     return summary
 
 
 def result_row(name, seed, metrics, counted=True):
-    """One line of results.json: a run's test scores, "interrupted" (Ctrl+C), and "counted" (in
-    mean ± std: False for a multi-run experiment's interrupted, untested run)."""
+    """One line of results.json: a run's test scores, "interrupted" (Ctrl+C), "diverged" (a
+    non-finite loss stopped it), and "counted" (in mean ± std: False for a multi-run
+    experiment's interrupted or diverged, untested run)."""
     counted = counted and "test_clip_accuracy" in metrics
     keys = ("test_clip_accuracy", "test_clip_accuracy_ci95", "test_segment_accuracy", "test_macro_f1", "test_clips")
-    return {"run": name, "seed": seed, "interrupted": bool(metrics.get("interrupted")), "counted": counted,
+    return {"run": name, "seed": seed, "interrupted": bool(metrics.get("interrupted")),
+            "diverged": bool(metrics.get("diverged")), "counted": counted,
             **({k: metrics.get(k) for k in keys} if counted else {})}
 
 
@@ -242,7 +268,8 @@ def summarize(root, model, rows, **extra):
     table = ["| run | seed | test clip acc (95% CI) | test segment acc | macro-F1 | clips |", "|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         if not r["counted"]:
-            table.append(f"| {r['run']} | {r['seed']} | interrupted, not tested (not counted) | | | |")
+            why = "diverged" if r.get("diverged") else "interrupted"
+            table.append(f"| {r['run']} | {r['seed']} | {why}, not tested (not counted) | | | |")
             continue
         lo, hi = r["test_clip_accuracy_ci95"]
         table.append(f"| {r['run']}{' (stopped by Ctrl+C)' if r['interrupted'] else ''} | {r['seed']} | "

@@ -62,8 +62,29 @@ def write_text(path, text):
         Path(tmp).write_text(text)
 
 
+def json_safe(obj):
+    """`obj` with every NaN or infinite float replaced by None (null) and numpy scalars and arrays
+    made plain, recursively: bare NaN is not JSON, and strict parsers refuse the file."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return json_safe(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def to_json(obj):
+    """Strict JSON text of `obj` (json_safe first: never NaN or Infinity), indented by 2."""
+    return json.dumps(json_safe(obj), indent=2, allow_nan=False)
+
+
 def write_json(path, obj):
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    write_text(path, to_json(obj) + "\n")
 
 
 def save_npy(path, array):

@@ -26,8 +26,9 @@ DEFAULT_GENRES = {"course": GENRES_8, "fault-filtered": GENRES_10, "random": Non
 def read_list(path):
     """Non-empty, stripped lines of a split list. Bytes that are not UTF-8 (file names from a
     non-UTF-8 file system) come back as the lone surrogates os.fsdecode gives them, so a path
-    read from a list is the path on disk (write_split writes them back the same way)."""
-    text = Path(path).read_bytes().decode("utf-8", "surrogateescape")
+    read from a list is the path on disk (write_split writes them back the same way). A UTF-8
+    byte-order mark and CRLF line ends (a list saved by a Windows editor) are accepted."""
+    text = Path(path).read_bytes().removeprefix(b"\xef\xbb\xbf").decode("utf-8", "surrogateescape")
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
@@ -56,26 +57,36 @@ def scan(data_dir, genres=None, report=print):
     Genre folders may nest sub-folders to any depth, and names may hold spaces, any Unicode or
     bytes that are not UTF-8. audio.find_audio walks each folder, so the rules are the ones
     predict.py uses: symbolic links followed once, and a clip present in several formats in one
-    folder (x.wav and x.mp3) kept once, lossless first (audio.PREFERENCE). Each such problem is
-    passed to `report` as one line; a missing or empty genre folder raises UserError.
+    folder (x.wav and x.mp3) kept once, lossless first (audio.PREFERENCE). A file whose header
+    cannot be read, and audio in a format we do not read (audio.audio_like), are left out of the
+    data set. Each such problem is passed to `report` as one line, then a line counting the files
+    left out; a missing or empty genre folder raises UserError.
     """
-    from .audio import find_audio, shown
+    from .audio import AudioError, find_audio, info, shown
 
     wav = wav_dir(data_dir)
     if genres is None:
         genres = sorted(p.name for p in wav.iterdir() if p.is_dir() and not p.name.startswith("."))
-    found = {}
+    found, left_out = {}, 0
     for g in genres:
         folder = wav / g
         files, problems = find_audio([folder]) if folder.is_dir() else ([], [])
         if not files:
             raise UserError(f"genre folder {shown(folder)} is missing or has no audio files (the course and "
                             f"fault-filtered splits expect GTZAN's genres: for other genres use --split auto or --genres)")
-        for line in problems:
-            report(line)
         for f in files:
+            try:
+                info(f)  # the header only: a file no decoder opens never enters a split list
+            except AudioError as e:
+                problems.append(f"{shown(f)}: left out: {str(e)[len(shown(f)) + 2:]}")  # e is `<path>: <what>`
+                continue
             rel = str(f.relative_to(wav))
             found.setdefault(clip_id(rel), rel)
+        for line in problems:
+            report(line)
+            left_out += ": left out: " in line
+    if left_out:
+        report(f"{left_out} audio file(s) left out of the data set, each named above")
     return found
 
 
@@ -214,6 +225,22 @@ def load_split(split_dir):
         raise UserError(f"no split lists in {split_dir}: run split_data.py first")
     return {name: read_list(split_dir / f"{name}.txt") if (split_dir / f"{name}.txt").exists() else []
             for name in PARTS}
+
+
+def empty_genres(parts, genres, names=("train", "val")):
+    """Lines naming each genre of `genres` with no clip in one of the parts `names` of `parts`
+    ({part: [relpath or clip id]}), such as `genre classical has no train clips (0 train / 0 val
+    / 7 test)`; [] when every genre has clips in each. A genre with no training clips cannot be
+    learned (its test recall is 0 by construction), and one with no validation clips plays no
+    part in choosing the best epoch: main.py refuses both, split_data.py warns."""
+    counts = {name: Counter(genre_of(p) for p in parts.get(name, [])) for name in PARTS}
+    lines = []
+    for g in genres:
+        empty = [name for name in names if not counts[name][g]]
+        if empty:
+            have = " / ".join(f"{counts[name][g]} {name}" for name in PARTS)
+            lines.append(f"genre {g} has no {' and no '.join(empty)} clips ({have})")
+    return lines
 
 
 def count_table(parts):
