@@ -54,7 +54,7 @@ def main():
             "genres": sorted({splits.genre_of(q) for q in parts["train"] + parts["test"]})}
     splits.write_split(parts, out, meta)
     print(splits.count_table(parts))
-    for line in splits.empty_genres(parts, sorted({splits.genre_of(q) for part in parts.values() for q in part})):
+    for line in splits.empty_genres(parts, sorted({splits.genre_of(q) for part in parts.values() for q in part})).values():
         print(f"warning: {line}: main.py will refuse to train on this split", file=sys.stderr)
     if groups is None and is_gtzan([splits.clip_id(q) for q in parts["train"] + parts["test"]]):
         ids = [splits.clip_id(q) for part in parts.values() for q in part]

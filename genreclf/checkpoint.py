@@ -86,8 +86,8 @@ def non_finite(state):
 
 def load_model(path):
     """Rebuild the model of a checkpoint. Returns (model in eval mode, checkpoint dict).
-    Raises UserError for weights that do not fit, or that hold NaN or infinity (a run that
-    diverged before training refused to keep such weights)."""
+    Raises UserError for weights that do not fit, or that hold NaN or infinity (what a diverged
+    run kept before training learned to stop: predict.py and --do_test would answer nonsense)."""
     from model import build
 
     ckpt = read(path)

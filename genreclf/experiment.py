@@ -105,9 +105,9 @@ def run(cfg, caches, run_dir, do_train=True, do_test=True, resume=False, assignm
         checkpoint.check_features({"features": {n: c["spec"] for n, c in pinned["caches"].items()}},
                                   {n: D.read_index(c)["spec"] for n, c in caches.items()}, run_dir / "best.pt")
     data, pinned = load_data(caches, assignment, need_train=do_train, augment=augment, run_dir=run_dir, pinned=pinned)
-    gaps = empty_genres(pinned["parts"], pinned["genres"]) if do_train else []
+    gaps = empty_genres(pinned["parts"], pinned["genres"]) if do_train else {}
     if gaps:  # such a genre cannot be learned (test recall 0 by construction) or weigh in choosing the best epoch
-        raise UserError(f"{'; '.join(gaps)}: give it clips in every part (split_data.py --split random, or "
+        raise UserError(f"{'; '.join(gaps.values())}: give it clips in every part (split_data.py --split random, or "
                         f"--val-per-class), or leave it out (split_data.py --genres)")
     metrics_path = run_dir / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}

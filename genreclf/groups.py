@@ -148,10 +148,8 @@ def _grouped_folds(ids, genres, groups, k, seed, val_per_class, say):
         out.append({"train": sorted(ids[train].tolist()), "val": sorted(ids[val].tolist()),
                     "test": sorted(ids[test_idx].tolist())})
     for n, fold in enumerate(out):
-        gaps = empty_genres(fold, sorted(per_genre))
-        if gaps:
-            g = gaps[0].split()[1]
-            raise UserError(f"--folds {k}: in fold {n}, {gaps[0]}; it has {per_genre[g]} artist group(s), and a fold "
+        for g, line in empty_genres(fold, sorted(per_genre)).items():
+            raise UserError(f"--folds {k}: in fold {n}, {line}; it has {per_genre[g]} artist group(s), and a fold "
                             f"needs one each to test, validate and train on")
     return out
 

@@ -115,10 +115,8 @@ class Trainer:
             while state["epoch"] < cfg.epochs and state["bad_epochs"] < cfg.patience:
                 epoch = state["epoch"] + 1
                 train = self.train_epoch(epoch)
-                if diverged(state, epoch, "train loss", train["loss"], self.cfg.lr):
-                    break
                 val, val_loss = self.validate()
-                if diverged(state, epoch, "val loss", val_loss, self.cfg.lr):
+                if diverged(state, epoch, cfg.lr, train["loss"], val_loss, checkpoint.non_finite(self.core.state_dict())[0]):
                     break
                 self.end_epoch(epoch, train, val, val_loss)
             if state["bad_epochs"] >= cfg.patience:
@@ -226,9 +224,6 @@ class Trainer:
         if self.rank != 0:
             return
         state_dict = self.core.state_dict()
-        if better and checkpoint.non_finite(state_dict)[0]:  # never keep such weights as best (losses were finite)
-            log.info(f"epoch {epoch}: the weights hold NaN or infinity; best.pt keeps the best earlier epoch")
-            better = False
         if better:
             checkpoint.save(self.run_dir / "best.pt", **self.describe, state=state_dict, epoch=epoch, val=record)
         checkpoint.save(self.run_dir / "last.pt", **self.describe, state=state_dict, optimizer=self.opt.state_dict(),
@@ -236,14 +231,17 @@ class Trainer:
                         train_state=self.state)
 
 
-def diverged(state, epoch, what, value, lr):
-    """True, with state["diverged"] = {"epoch", "what", "lr"} and one log line, when `value` (a
-    loss) is NaN or infinite: the run stops there. Nothing of that epoch is saved, so best.pt and
-    last.pt keep the last finite epoch (or do not exist, when epoch 1 diverged)."""
-    if math.isfinite(value):
+def diverged(state, epoch, lr, train_loss, val_loss, bad_weights):
+    """True, with state["diverged"] = {"epoch", "what", "lr"} and one log line, when the epoch's
+    train or val loss is NaN or infinite, or `bad_weights` (a count) of the weights are: the run
+    stops there. Nothing of that epoch is saved, so best.pt and last.pt keep the last finite
+    epoch (or do not exist, when epoch 1 diverged), and a non-finite model never becomes best.pt."""
+    what = [f"{name} {v}" for name, v in (("train loss", train_loss), ("val loss", val_loss)) if not math.isfinite(v)]
+    what += [f"{bad_weights:,} weights NaN or infinite"] if bad_weights else []
+    if not what:
         return False
-    state["diverged"] = {"epoch": epoch, "what": f"{what} {value}", "lr": lr}
-    log.info(f"epoch {epoch:3d}  {what} {value}: {divergence_message(state)}")
+    state["diverged"] = {"epoch": epoch, "what": ", ".join(what), "lr": lr}
+    log.info(f"epoch {epoch:3d}  {divergence_message(state)}")
     return True
 
 

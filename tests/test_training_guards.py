@@ -42,19 +42,25 @@ def test_sgd_at_lr_1e6_diverges_in_epoch_1_and_keeps_no_checkpoint(tmp_path):
     assert diverged_fields({"best": 0.5}) == {"diverged": False}
 
 
-def test_divergence_after_a_good_epoch_keeps_that_epoch_as_best(tmp_path, monkeypatch):
-    """The loss turns NaN in epoch 2 (forced: real divergence at a chosen epoch is not reproducible):
-    best.pt and last.pt stay epoch 1's, finite, and the run stops there."""
+@pytest.mark.parametrize("fault", ["train loss", "weights"])
+def test_divergence_after_a_good_epoch_keeps_that_epoch_as_best(tmp_path, monkeypatch, fault):
+    """Epoch 2 ends with a NaN train loss, or with one NaN weight under a finite train loss
+    (forced: real divergence at a chosen epoch is not reproducible): best.pt and last.pt stay
+    epoch 1's, finite, and the run stops there."""
     torch.set_num_threads(1)
     real = Trainer.train_epoch
 
     def nan_in_epoch_2(self, epoch):
         out = real(self, epoch)
-        return {**out, "loss": float("nan")} if epoch == 2 else out
+        if epoch == 2 and fault == "weights":
+            with torch.no_grad():
+                next(self.core.parameters()).view(-1)[0] = float("nan")
+        return {**out, "loss": float("nan")} if epoch == 2 and fault == "train loss" else out
     monkeypatch.setattr(Trainer, "train_epoch", nan_in_epoch_2)
     cfg = TrainConfig(model="q2", epochs=5, batch_size=8, device="cpu", seed=0, patience=100)
     state = fit(cfg, data_for("q2", synthetic(4, 2, 1), synthetic(2, 2, 2)), tmp_path)
     assert state["diverged"]["epoch"] == 2 and state["epoch"] == 1 and len(state["history"]) == 1
+    assert fault in state["diverged"]["what"]
     best = checkpoint.read(tmp_path / "best.pt")
     assert best["epoch"] == 1 and checkpoint.non_finite(best["state"])[0] == 0
     assert checkpoint.read(tmp_path / "last.pt")["train_state"]["epoch"] == 1
@@ -143,10 +149,10 @@ def test_folds_above_what_the_genres_allow_name_the_largest_k_that_works():
 
 def test_empty_genres_names_each_genre_and_part():
     parts = {"train": ["a/1.wav", "a/2.wav", "b/1.wav"], "val": ["a/3.wav"], "test": ["c/1.wav", "b/2.wav"]}
-    assert empty_genres(parts, ["a", "b", "c"]) == [
-        "genre b has no val clips (1 train / 0 val / 1 test)",
-        "genre c has no train and no val clips (0 train / 0 val / 1 test)"]
-    assert empty_genres(parts, ["a"]) == []
+    assert empty_genres(parts, ["a", "b", "c"]) == {
+        "b": "genre b has no val clips (1 train / 0 val / 1 test)",
+        "c": "genre c has no train and no val clips (0 train / 0 val / 1 test)"}
+    assert empty_genres(parts, ["a"]) == {}
 
 
 @needs_shared
