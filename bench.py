@@ -649,7 +649,7 @@ def _loudness_rows(r):
         if o and o["watch"]:
             p0 = o["watch"]["original"]
             worst = max(abs(p - p0) for p in o["watch"].values())
-            rows.append((f"metal.00000's metal probability, {what}", f"{p0:.3f}, at most {worst:.3f} away",
+            rows.append((f"metal.00000's metal probability, {what}", f"{p0:.3f}, at most {worst:.4f} away",
                          f"over {', '.join(OFFSETS[1:])}", "within 0.02" if name == "shipped" else ""))
     return rows
 

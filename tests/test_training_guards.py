@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO, needs_shared, run_script
+from conftest import MINI, REPO, needs_shared, run_script
 from genreclf import checkpoint
 from genreclf.config import Range, add_flags, checked
 from genreclf.errors import UserError
@@ -156,11 +156,18 @@ def test_empty_genres_names_each_genre_and_part():
 
 
 @needs_shared
-def test_a_diverging_run_exits_with_one_line_and_metrics_say_so(mini3, tmp_path):
-    run = tmp_path / "run"
-    r = run_script("main.py", "--data-dir", REPO.parent / "shared" / "data" / "gtzan_mini", "--work-dir", mini3,
-                   "--model", "baseline", "--optimizer", "sgd", "--lr", "1e6", "--epochs", 2, "--do_train", "--do_test", "--out", run)
-    one_line_error(r, "training diverged at epoch 1", "lower --lr")
+def test_a_diverging_run_exits_with_one_line_and_metrics_say_so(mini3, clip_groups, tmp_path):
+    run, cv = tmp_path / "run", tmp_path / "cv"
+    common = ["--data-dir", MINI, "--work-dir", mini3, "--model", "baseline", "--optimizer", "sgd", "--lr", "1e6", "--epochs", 2]
+    one_line_error(run_script("main.py", *common, "--do_train", "--do_test", "--out", run),
+                   "training diverged at epoch 1", "lower --lr")
     metrics = json.loads((run / "metrics.json").read_text(), parse_constant=lambda c: pytest.fail(f"bare {c}"))
     assert metrics["diverged"] is True and metrics["diverged_epoch"] == 1
     assert "test_clip_accuracy" not in metrics and not (run / "best.pt").exists()
+    # an experiment stops at its first diverged run, which is listed but not counted
+    one_line_error(run_script("main.py", *common, "--folds", 3, "--groups", clip_groups, "--out", cv),
+                   "seed0-fold0", "training diverged at epoch 1", "The experiment stops here")
+    res = json.loads((cv / "results.json").read_text())
+    assert [(r["run"], r["diverged"], r["counted"]) for r in res["runs"]] == [("seed0-fold0", True, False)]
+    assert res["n"] == 0 and "diverged, not tested (not counted)" in (cv / "results.md").read_text()
+    assert not (cv / "seed0-fold1").exists()
