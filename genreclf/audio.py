@@ -1,4 +1,4 @@
-"""Audio loading: any format soundfile reads (wav, flac, ogg, opus, mp3, au), any rate, any channels.
+"""Audio loading: any format soundfile reads (wav, flac, ogg, oga, opus, mp3, au), any rate, any channels.
 
 Every failure becomes an AudioError that names the file and the problem, so callers can skip the
 file, count it, and go on. File names need not be valid UTF-8: paths built from os.fsdecode'd names
@@ -12,15 +12,15 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-# .opus is Ogg Opus, which libsndfile (1.0.29 and later) decodes as it does Ogg Vorbis
-AUDIO_EXTS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".au", ".aiff", ".aif")
+# .oga is Ogg audio and .opus Ogg Opus, which libsndfile (1.0.29 and later) decodes as it does .ogg
+AUDIO_EXTS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".au", ".aiff", ".aif")
 # When one folder holds the same clip in several formats (x.wav and x.mp3), keep the first of this
 # order: lossless before lossy, so nothing is decoded from a lossy copy when the original is there.
-PREFERENCE = (".wav", ".flac", ".aiff", ".aif", ".au", ".ogg", ".opus", ".mp3")
+PREFERENCE = (".wav", ".flac", ".aiff", ".aif", ".au", ".ogg", ".oga", ".opus", ".mp3")
 # Audio containers that mimetypes may not know (it reads the system's table, which varies), so
 # that a folder's files we cannot read are named rather than passed over as if they were covers
 OTHER_AUDIO = (".m4a", ".m4b", ".aac", ".wma", ".alac", ".ape", ".wv", ".mka", ".webm", ".caf", ".ac3",
-               ".dts", ".amr", ".mp2", ".mpc", ".tta", ".dsf", ".dff", ".spx", ".oga", ".aifc", ".3gp")
+               ".dts", ".amr", ".mp2", ".mpc", ".tta", ".dsf", ".dff", ".spx", ".aifc", ".3gp")
 MAX_SECONDS = 3 * 3600  # refuse to decode more than 3 hours into memory at once
 # RMS level below which a clip holds nothing to classify: BS.1770's absolute gate (-70 LUFS), below
 # which loudness normalization has nothing to measure. 16-bit dither is -90 dBFS; the quietest
