@@ -588,15 +588,48 @@ def _load_at_level(clip, level, path, sr):
     return audio.load(path, sr, on_warning=lambda m: None)
 
 
+OFFSETS = ("original", "+0.4 DC", "-0.4 DC", "60 s silence before", "60 s silence after")
+
+
+def _offset_wave(y, rate, kind):
+    """(T,) clip with a DC offset, or 60 s of digital silence before or after it (OFFSETS)."""
+    quiet = np.zeros(60 * rate, np.float32)
+    return {"original": y, "+0.4 DC": y + 0.4, "-0.4 DC": y - 0.4, "60 s silence before": np.concatenate([quiet, y]),
+            "60 s silence after": np.concatenate([y, quiet])}[kind]
+
+
+def dc_and_silence(runner, clips, work, watch="metal/metal.00000"):
+    """Classify each clip as predict.py does (`runner`, a predict.Classifier) at each of OFFSETS,
+    written as float WAV (16 bits would clip music + 0.4). Returns {"top1_agreement": {offset:
+    fraction of clips whose top-1 is the original's}, "watch": {offset: probability of the watched
+    clip's own genre}, "clips": n}."""
+    import soundfile as sf
+
+    top, watched = {k: [] for k in OFFSETS}, {}
+    for clip in clips:
+        y, rate = sf.read(clip, dtype="float32")
+        for kind in OFFSETS:
+            sf.write(Path(work) / "offset.wav", _offset_wave(y, rate, kind), rate, subtype="FLOAT")
+            mean = runner(Path(work) / "offset.wav")["mean"]
+            top[kind].append(int(mean.argmax()))
+            if f"{clip.parent.name}/{clip.stem}" == watch:
+                watched[kind] = float(mean[runner.genres.index(clip.parent.name)])
+    agree = {k: float(np.mean(np.array(top[k]) == np.array(top["original"]))) for k in OFFSETS if k != "original"}
+    return {"top1_agreement": agree, "watch": watched, "clips": len(clips)}
+
+
 def loudness():
     """Train the demo model (8 genres of gtzan_mini, random 4/1/2 per genre, base2dcnn, no
     augmentation, BENCH_LOUDNESS_EPOCHS epochs, default 20), then classify each of its 56 clips
     written at LEVELS: how often is the top-1 the one at the original level? Also the change of
-    log-mel and musicnn clip embeddings across levels, with and without loudness normalization."""
+    log-mel and musicnn clip embeddings across levels, with and without loudness normalization,
+    and the top-1 of this model (56 clips) and of the shipped one (70 clips) under a DC offset of
+    +-0.4 and 60 s of silence before or after, through predict.py's path (dc_and_silence)."""
     import torch
-    from genreclf import checkpoint, musicnn
+    from genreclf import checkpoint, musicnn, pretrained
     from genreclf.features import MelSpec, log_mel
     from genreclf.featurizers import MelFeatures, MusicnnFeatures
+    from genreclf.predict import Classifier
 
     genres = "classical,country,disco,hiphop,jazz,metal,pop,reggae"
     epochs = int(os.environ.get("BENCH_LOUDNESS_EPOCHS", 20))
@@ -640,7 +673,10 @@ def loudness():
             for kind in change:
                 o = emb["original"][kind]
                 change[kind] += [float(np.linalg.norm(emb[lv][kind] - o) / np.linalg.norm(o)) for lv in LEVELS if lv != "original"]
-    return {"epochs": epochs, "train_s": train_s, "accuracy_all_clips": accuracy, "clips": len(clips),
+        offsets = {"mel": dc_and_silence(Classifier(model, ckpt), clips, work),
+                   "shipped": dc_and_silence(Classifier(*checkpoint.load_model(pretrained.checkpoint_path())),
+                                             sorted(MINI.glob("wav/*/*.wav")), work)}
+    return {"epochs": epochs, "train_s": train_s, "accuracy_all_clips": accuracy, "clips": len(clips), "offsets": offsets,
             "top1_agreement": agree, "mel_mean_abs_db_change": {k: float(np.max(v)) for k, v in mel_change.items()},
             "musicnn_clips": n_mus, "musicnn_rel_l2_change": {k: {"max": max(v), "mean": float(np.mean(v))} for k, v in change.items()}}
 
@@ -656,6 +692,16 @@ def _loudness_rows(r):
                      f"relative L2, {x['musicnn_clips']} clips", ""))
         rows.append((f"log-mel change across levels, {kind}", f"{x['mel_mean_abs_db_change'][kind]:.3f} dB",
                      "max over clips of the mean absolute dB difference", ""))
+    for name, what in (("mel", f"base2dcnn {x['epochs']} epochs"), ("shipped", "the shipped model")):
+        o = x.get("offsets", {}).get(name)
+        for kind in OFFSETS[1:] if o else ():
+            rows.append((f"top-1 = top-1 of the original, {kind}", f"{o['top1_agreement'][kind]:.1%}",
+                         f"{o['clips']} clips, {what}, as predict.py (float WAV)", "100%"))
+        if o and o["watch"]:
+            p0 = o["watch"]["original"]
+            worst = max(abs(p - p0) for p in o["watch"].values())
+            rows.append((f"metal.00000's metal probability, {what}", f"{p0:.3f}, at most {worst:.4f} away",
+                         f"over {', '.join(OFFSETS[1:])}", "within 0.02" if name == "shipped" else ""))
     return rows
 
 
@@ -692,7 +738,9 @@ SECTIONS = {
                                           f"{r['predict']['predict_3min_s']:.2f} s", "after start-up", "")],
                 lambda r: {"predict_3min_s": r["predict"]["predict_3min_s"]}),
     "augment_cost": (augment_cost, _augment_rows, lambda r: {"augment_s_per_epoch": r["augment_cost"]["augment_s_per_epoch"]}),
-    "loudness": (loudness, _loudness_rows, lambda r: {"loudness_top1_agreement_min": min(r["loudness"]["top1_agreement"].values())}),
+    "loudness": (loudness, _loudness_rows, lambda r: {"loudness_top1_agreement_min": min(r["loudness"]["top1_agreement"].values()),
+                                                      "offset_top1_agreement_min": min(v for o in r["loudness"]["offsets"].values()
+                                                                                       for v in o["top1_agreement"].values())}),
 }
 
 

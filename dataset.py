@@ -11,7 +11,7 @@ import os
 import sys
 
 from genreclf.augment import AugmentSpec
-from genreclf.config import add_flags, from_args
+from genreclf.config import AT_LEAST_1, add_flags, checked, from_args
 from genreclf.errors import run_cli
 from genreclf.extract import extract, merge, parse_shard
 from genreclf.featurizers import FEATURIZERS, MusicnnSpec
@@ -22,7 +22,7 @@ from genreclf.paths import add_path_flags, cache_root, split_dir
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_path_flags(p)
-    p.add_argument("--workers", type=int, default=1, help="processes for extraction (default: 1)")
+    p.add_argument("--workers", type=checked(int, AT_LEAST_1), default=1, help="processes for extraction (default: 1)")
     p.add_argument("--features", default="mel", choices=sorted(FEATURIZERS),
                    help="mel spectrograms, or musicnn embeddings on the same segment grid (default: mel)")
     add_flags(p, MelSpec)

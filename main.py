@@ -14,7 +14,7 @@ from pathlib import Path
 
 from genreclf import checkpoint, rundata, runlog
 from genreclf.checkpoint import newest_run
-from genreclf.config import from_args
+from genreclf.config import NON_NEGATIVE, Range, checked, checked_tuple, from_args
 from genreclf.device import dist_info
 from genreclf.errors import UserError, run_cli
 from genreclf.experiment import add_training_flags, new_run_dir, open_caches, repeat, run
@@ -33,8 +33,9 @@ def main():
     p.add_argument("--do_test", "--do-test", action="store_true", help="score the run's best.pt on the test split")
     p.add_argument("--resume", default=None, metavar="RUN_DIR",
                    help="continue an interrupted run (from its last.pt and pinned data.json) or experiment (--folds/--seeds)")
-    p.add_argument("--seeds", default=None, help="comma-separated seeds: repeat the run, report mean ± std")
-    p.add_argument("--folds", type=int, default=0,
+    p.add_argument("--seeds", default=None, type=checked_tuple(int, NON_NEGATIVE),
+                   help="comma-separated seeds: repeat the run, report mean ± std")
+    p.add_argument("--folds", type=checked(int, Range(2, also=(0,))), default=0,
                    help="stratified k-fold cross-validation by track, grouped by artist when artists are known "
                         "(GTZAN file names, or --groups); trains on original clips only")
     p.add_argument("--groups", default=None, metavar="FILE",
@@ -70,7 +71,7 @@ def main():
             return
         if not (run_dir / "last.pt").exists():
             raise UserError(f"{run_dir / 'last.pt'}: missing, nothing to resume (the run never finished an epoch)")
-        run(cfg, caches, run_dir, do_train=True, do_test=args.do_test, resume=True)
+        diverged(run(cfg, caches, run_dir, do_train=True, do_test=args.do_test, resume=True))
         return
     do_train = args.do_train or not args.do_test
     if not do_train:  # test only: the checkpoint says which model, hence which caches
@@ -93,14 +94,21 @@ def main():
                             f"with the run's feature flags (see {run_dir / 'config.json'})") from None
         print(f"note: using the caches pinned in {run_dir / 'data.json'}", file=sys.stderr)
     if args.seeds or args.folds:
-        seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else []
+        seeds = list(args.seeds or [])
         repeat(cfg, caches, new_run_dir(cfg.model, args.out), seeds, args.folds, args.groups)
         return
     if do_train:
         run_dir = new_run_dir(cfg.model, args.out)
-    metrics = run(cfg, caches, run_dir, do_train=do_train, do_test=args.do_test)
+    metrics = diverged(run(cfg, caches, run_dir, do_train=do_train, do_test=args.do_test))
     if args.do_test and dist_info()[0] == 0:
         summarize(run_dir, cfg.model, [result_row(run_dir.name, cfg.seed, metrics)])
+
+
+def diverged(metrics):
+    """metrics, or the one line of a run that diverged (its metrics.json says so too)."""
+    if metrics.get("diverged"):
+        raise UserError(metrics["diverged_message"])
+    return metrics
 
 
 if __name__ == "__main__":

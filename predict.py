@@ -18,6 +18,7 @@ from tqdm import tqdm
 from genreclf import audio, predict
 from genreclf import predict_output as output
 from genreclf.checkpoint import load_model
+from genreclf.config import NON_NEGATIVE, checked
 from genreclf.device import resolve_device
 from genreclf.errors import UserError, run_cli
 from genreclf.io import write_text
@@ -42,9 +43,10 @@ def _argv(argv):
 
 def _problems(paths):
     """(files, error lines, warning lines) for the paths given: audio.find_audio's problems are
-    errors, except its notes that it kept one of two formats or met a folder twice (warnings)."""
+    errors, except its notes that it kept one of two formats, met a folder twice or left out a
+    folder's file in a format it does not read (warnings)."""
     files, problems = audio.find_audio(paths)
-    notes = [p for p in problems if ": kept;" in p or "already scanned" in p]
+    notes = [p for p in problems if ": kept;" in p or "already scanned" in p or ": left out: " in p]
     return files, [p for p in problems if p not in notes], notes
 
 
@@ -63,8 +65,8 @@ def main():
     p.add_argument("--output", default=None, help="write here instead of standard output")
     p.add_argument("--plot", default=None, metavar="FILE.png", help="draw one file's probabilities over time (a heat map)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--workers", type=int, default=2, help="processes that decode and featurize files (0: none)")
-    p.add_argument("--hop", type=float, default=0.0, metavar="SECONDS",
+    p.add_argument("--workers", type=checked(int, NON_NEGATIVE), default=2, help="processes that decode and featurize files (0: none)")
+    p.add_argument("--hop", type=checked(float, NON_NEGATIVE), default=0.0, metavar="SECONDS",
                    help="genre models: overlapping windows every SECONDS (less than the segment), probabilities averaged "
                         "over them (default: the non-overlapping segment grid)")
     args = p.parse_args(_argv(sys.argv[1:]))

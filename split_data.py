@@ -6,9 +6,11 @@
     python split_data.py --data-dir DIR --split auto     # course for GTZAN file names, else random
 """
 import argparse
+import sys
 
 from genreclf import splits
 from genreclf.download import download_gtzan
+from genreclf.config import NON_NEGATIVE, checked
 from genreclf.errors import run_cli
 from genreclf.groups import groups_for, is_gtzan, overlap_report
 from genreclf.paths import add_path_flags, split_dir
@@ -20,13 +22,13 @@ def main():
     p.add_argument("--split", default="course", choices=sorted(splits.DEFAULT_GENRES) + ["auto"],
                    help="auto: course when the files have GTZAN's names and the course lists cover every genre, "
                         "else random (it says which and why)")
-    p.add_argument("--val-per-class", type=int, default=None,
+    p.add_argument("--val-per-class", type=checked(int, NON_NEGATIVE), default=None,
                    help="clips per genre moved from train to val (default: 5; random split: 10%% of a genre, 1 to 5)")
     p.add_argument("--group-by", default="none", choices=["none", "artist"],
                    help="random split: keep each artist on one side (GTZAN: gtzan/artists.txt; else --groups)")
     p.add_argument("--groups", default=None, metavar="FILE", help="CSV of `path,group` (path relative to DATA/wav)")
-    p.add_argument("--test-per-class", type=int, default=None, help="random split only (default: 20%% of each genre)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--test-per-class", type=checked(int, NON_NEGATIVE), default=None, help="random split only (default: 20%% of each genre)")
+    p.add_argument("--seed", type=checked(int, NON_NEGATIVE), default=0)
     p.add_argument("--genres", default=None, help="comma-separated genres (default: 8 for course, 10 otherwise)")
     p.add_argument("--download", action="store_true", help="download and unpack the official GTZAN archive first")
     args = p.parse_args()
@@ -52,13 +54,15 @@ def main():
             "genres": sorted({splits.genre_of(q) for q in parts["train"] + parts["test"]})}
     splits.write_split(parts, out, meta)
     print(splits.count_table(parts))
+    for line in splits.empty_genres(parts, sorted({splits.genre_of(q) for part in parts.values() for q in part})).values():
+        print(f"warning: {line}: main.py will refuse to train on this split", file=sys.stderr)
     if groups is None and is_gtzan([splits.clip_id(q) for q in parts["train"] + parts["test"]]):
         ids = [splits.clip_id(q) for part in parts.values() for q in part]
         groups = dict(zip(ids, groups_for(ids)[0]))
     if groups is not None:
         print(overlap_report(parts, groups))
     if missing:
-        print(f"{missing} listed clips are not on disk in {args.data_dir}/wav and were skipped")
+        print(f"{missing} listed clips are not on disk in {args.data_dir}/wav, or were left out above, and were skipped")
     print(f"wrote {out}/{{train,val,test}}.txt")
 
 

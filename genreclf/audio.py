@@ -1,4 +1,4 @@
-"""Audio loading: any format soundfile reads (wav, flac, ogg, mp3, au), any rate, any channels.
+"""Audio loading: any format soundfile reads (wav, flac, ogg, oga, opus, mp3, au), any rate, any channels.
 
 Every failure becomes an AudioError that names the file and the problem, so callers can skip the
 file, count it, and go on. File names need not be valid UTF-8: paths built from os.fsdecode'd names
@@ -12,10 +12,15 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-AUDIO_EXTS = (".wav", ".flac", ".ogg", ".mp3", ".au", ".aiff", ".aif")
+# .oga is Ogg audio and .opus Ogg Opus, which libsndfile (1.0.29 and later) decodes as it does .ogg
+AUDIO_EXTS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".au", ".aiff", ".aif")
 # When one folder holds the same clip in several formats (x.wav and x.mp3), keep the first of this
 # order: lossless before lossy, so nothing is decoded from a lossy copy when the original is there.
-PREFERENCE = (".wav", ".flac", ".aiff", ".aif", ".au", ".ogg", ".mp3")
+PREFERENCE = (".wav", ".flac", ".aiff", ".aif", ".au", ".ogg", ".oga", ".opus", ".mp3")
+# Audio containers that mimetypes may not know (it reads the system's table, which varies), so
+# that a folder's files we cannot read are named rather than passed over as if they were covers
+OTHER_AUDIO = (".m4a", ".m4b", ".aac", ".wma", ".alac", ".ape", ".wv", ".mka", ".webm", ".caf", ".ac3",
+               ".dts", ".amr", ".mp2", ".mpc", ".tta", ".dsf", ".dff", ".spx", ".aifc", ".3gp")
 MAX_SECONDS = 3 * 3600  # refuse to decode more than 3 hours into memory at once
 # RMS level below which a clip holds nothing to classify: BS.1770's absolute gate (-70 LUFS), below
 # which loudness normalization has nothing to measure. 16-bit dither is -90 dBFS; the quietest
@@ -79,6 +84,17 @@ def info(path):
     return i.samplerate, i.frames, i.channels
 
 
+def audio_like(path):
+    """True for a file name that looks like audio we do not read (m4a, wma, ...): by extension, in
+    OTHER_AUDIO or typed audio/* by mimetypes."""
+    import mimetypes
+
+    ext = Path(path).suffix.lower()
+    if ext in AUDIO_EXTS or not ext:
+        return False
+    return ext in OTHER_AUDIO or (mimetypes.guess_type("x" + ext)[0] or "").startswith("audio/")
+
+
 def resample(wave, sr_in, sr_out):
     """Resample (T,) float32 with soxr's HQ filter, as librosa.load does by default."""
     if sr_in == sr_out:
@@ -95,6 +111,42 @@ def rms_dbfs(wave):
     with np.errstate(over="ignore"):
         rms = float(np.sqrt(np.dot(wave, wave) / len(wave))) if len(wave) else 0.0
     return 20 * np.log10(max(rms, 1e-12))
+
+
+def silent_segments(wave, seg_samples, n_segments):
+    """(n_segments,) bool: True where segment k, wave[k * seg_samples:(k + 1) * seg_samples] of
+    (T,) float samples, has an RMS level below SILENCE_DBFS once its own DC offset is removed
+    (so an offset alone is not sound). Such a segment holds nothing to classify: it takes no
+    part in a clip's mean, and predict's timeline calls it silence."""
+    silent = np.zeros(n_segments, dtype=bool)
+    for k in range(n_segments):
+        seg = np.asarray(wave[k * seg_samples:(k + 1) * seg_samples], dtype=np.float32)
+        silent[k] = rms_dbfs(seg - np.float32(seg.mean(dtype=np.float64)) if len(seg) else seg) < SILENCE_DBFS
+    return silent
+
+
+def sound_span(wave, sr, frame_s=0.01):
+    """(first, end) sample indices of the sound in (T,) float samples, or None when there is none:
+    the leading and trailing runs of 10 ms frames whose RMS, around the frame's own mean (so a DC
+    offset is no sound), is below SILENCE_DBFS are left out. Within the first and last loud frames
+    the span starts (ends) at the first (last) sample that differs from the silence next to it by
+    the threshold's amplitude, so that music after 60 s of digital silence starts where it starts."""
+    x = np.asarray(wave, dtype=np.float32)
+    if not len(x):
+        return None
+    n = max(1, int(frame_s * sr))
+    frames = np.pad(x, (0, -len(x) % n), mode="edge").reshape(-1, n)
+    offsets = frames.mean(1, dtype=np.float64)
+    level = 10 ** (SILENCE_DBFS / 20)
+    loud = np.flatnonzero(np.sqrt(((frames - offsets[:, None]) ** 2).mean(1)) >= level)
+    if not len(loud):
+        return None
+    first, last = loud[0], loud[-1]
+    quiet_before = offsets[first - 1] if first > 0 else offsets[first]
+    quiet_after = offsets[last + 1] if last + 1 < len(frames) else offsets[last]
+    head = np.abs(frames[first] - quiet_before) >= level
+    tail = np.abs(frames[last] - quiet_after) >= level
+    return int(first * n + head.argmax()), min(len(x), int(last * n + n - tail[::-1].argmax()))
 
 
 ONE_READ = 1 << 24  # samples (all channels; 64 MB of float32, 6 min of 44.1 kHz stereo) read in one call
@@ -170,6 +222,8 @@ def _scan_dir(folder, files, problems, seen):
                 _scan_dir(p, files, problems, seen)
             elif e.is_file() and p.suffix.lower() in AUDIO_EXTS:
                 clips.setdefault(p.stem, []).append(p)
+            elif e.is_file() and audio_like(p):
+                problems.append(f"{shown(p)}: left out: {p.suffix} is not a format we read (readable: {', '.join(AUDIO_EXTS)})")
         except OSError as err:
             problems.append(f"{shown(p)}: cannot read ({err.strerror or type(err).__name__})")
     for stem, same in sorted(clips.items(), key=lambda kv: os.fsencode(kv[0])):
@@ -185,8 +239,9 @@ def find_audio(paths):
     """Expand files and folders into audio files: returns (files: list[Path], problems: list[str]).
 
     Folders are searched recursively and symbolic links to folders are followed (each real folder
-    once, so link loops end). Files in folders are kept by extension (AUDIO_EXTS); other files there
-    (covers, notes) are ignored. Nothing is skipped in silence: `problems` holds one line
+    once, so link loops end). Files in folders are kept by extension (AUDIO_EXTS); audio in other
+    formats (`audio_like`: m4a, wma, ...) gets a problem line `<path>: left out: ...`, and other
+    files there (covers, notes) are ignored. Nothing is skipped in silence: `problems` holds one line
     `<path>: <what>` for every missing path, dangling link, unreadable folder, explicitly given
     non-audio file, link loop, and each clip present in several formats in one folder (x.wav and
     x.mp3: the first in PREFERENCE is kept, lossless before lossy; that line says `kept`).

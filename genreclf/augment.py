@@ -8,17 +8,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .config import FINITE, NON_NEGATIVE, POSITIVE
+
 KINDS = ("noise", "shift", "stretch", "pitch")
 
 
 @dataclass(frozen=True)
 class AugmentSpec:
     augment: tuple = field(default=(), metadata={"help": f"offline copies of train clips: any of {','.join(KINDS)}", "item": str})
-    noise_snr: float = field(default=20.0, metadata={"help": "white-noise SNR in dB"})
-    shift_max: float = field(default=2.0, metadata={"help": "largest circular time shift in seconds (random sign and size)"})
-    stretch_rate: float = field(default=1.1, metadata={"help": "time-stretch rate (>1 is faster and shorter)"})
-    pitch_steps: float = field(default=2.0, metadata={"help": "pitch shift in semitones"})
-    aug_seed: int = field(default=0, metadata={"help": "seed of the noise and shift draws"})
+    noise_snr: float = field(default=20.0, metadata={"help": "white-noise SNR in dB", "range": FINITE})
+    shift_max: float = field(default=2.0, metadata={"help": "largest circular time shift in seconds (random sign and size)", "range": NON_NEGATIVE})
+    stretch_rate: float = field(default=1.1, metadata={"help": "time-stretch rate (>1 is faster and shorter)", "range": POSITIVE})
+    pitch_steps: float = field(default=2.0, metadata={"help": "pitch shift in semitones", "range": FINITE})
+    aug_seed: int = field(default=0, metadata={"help": "seed of the noise and shift draws", "range": NON_NEGATIVE})
 
     def __post_init__(self):
         from .errors import UserError

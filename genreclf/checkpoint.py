@@ -78,11 +78,24 @@ def read(path):
     return ckpt
 
 
+def non_finite(state):
+    """(number of NaN or infinite values, number of values) over the floating tensors of a state
+    dict (weights and BatchNorm statistics)."""
+    floats = [t for t in state.values() if torch.is_tensor(t) and t.is_floating_point()]
+    return sum(int((~torch.isfinite(t)).sum()) for t in floats), sum(t.numel() for t in floats)
+
+
 def load_model(path):
-    """Rebuild the model of a checkpoint. Returns (model in eval mode, checkpoint dict)."""
+    """Rebuild the model of a checkpoint. Returns (model in eval mode, checkpoint dict).
+    Raises UserError for weights that do not fit, or that hold NaN or infinity (what a diverged
+    run kept before training learned to stop: predict.py and --do_test would answer nonsense)."""
     from model import build
 
     ckpt = read(path)
+    bad, total = non_finite(ckpt["state"])
+    if bad:
+        raise UserError(f"{path}: {bad:,} of its {total:,} weights are NaN or infinite (training diverged): not usable; "
+                        f"retrain with a lower --lr")
     model = build(ckpt["model"], **ckpt["kwargs"])
     try:
         model.load_state_dict(ckpt["state"])

@@ -18,15 +18,17 @@ from pathlib import Path
 
 from . import checkpoint, rundata, runlog
 from . import data as D
-from .identity import check_caches, open_cache
-from .lock import hold_folder
+from .clips import empty_genres
+from .errors import UserError
 from .groups import grouped_folds, groups_for
+from .identity import check_caches, open_cache
 from .io import write_json
+from .lock import hold_folder
 from .plots import save_confusion
 from .results import result_row, retested, run_stats, summarize, with_groups
 from .stats import over
 from .device import dist_info
-from .train import TrainConfig, fit, seed_everything, test
+from .train import TrainConfig, divergence_message, fit, seed_everything, test
 
 log = logging.getLogger("genreclf")
 
@@ -113,6 +115,10 @@ def run(cfg, caches, run_dir, do_train=True, do_test=True, resume=False, assignm
         checkpoint.check_features({"features": {n: c["spec"] for n, c in pinned["caches"].items()}},
                                   {n: rundata.read_index(c).spec for n, c in caches.items()}, run_dir / "best.pt")
     data, pinned = load_data(caches, assignment, need_train=do_train, augment=augment, run_dir=run_dir, pinned=pinned)
+    gaps = empty_genres(pinned["parts"], pinned["genres"]) if do_train else {}
+    if gaps:  # such a genre cannot be learned (test recall 0 by construction) or weigh in choosing the best epoch
+        raise UserError(f"{'; '.join(gaps.values())}: give it clips in every part (split_data.py --split random, or "
+                        f"--val-per-class), or leave it out (split_data.py --genres)")
     metrics_path = run_dir / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
     if do_train:
@@ -126,11 +132,12 @@ def run(cfg, caches, run_dir, do_train=True, do_test=True, resume=False, assignm
         state = fit(cfg, data, run_dir, resume=resume)
         if rank == 0:
             runlog.run_end(run_dir, state["history"], f"{cfg.model}: {run_dir.name}")
+        metrics = {k: v for k, v in metrics.items() if not k.startswith("diverged")}
         metrics.update(history=state["history"], best_val_clip_accuracy=state["best"], epochs_run=state["epoch"],
-                       interrupted=state.get("interrupted", False))
+                       interrupted=state.get("interrupted", False), **diverged_fields(state))
         if "rank_weight_hashes" in state:
             metrics["rank_weight_hashes"] = state["rank_weight_hashes"]
-    if do_test and rank == 0 and (test_if_interrupted or not metrics.get("interrupted")):
+    if do_test and rank == 0 and not metrics.get("diverged") and (test_if_interrupted or not metrics.get("interrupted")):
         scored = test(run_dir, data, cfg.device, hop=cfg.test_hop)
         predictions = with_groups(scored.pop("predictions"), groups_file)
         write_json(run_dir / "predictions.json", predictions)
@@ -150,6 +157,15 @@ def run(cfg, caches, run_dir, do_train=True, do_test=True, resume=False, assignm
     if rank == 0:
         write_json(metrics_path, metrics)
     return metrics
+
+
+def diverged_fields(state):
+    """metrics.json's record of a diverged run: {"diverged": True, "diverged_epoch", "diverged_at"
+    (which loss, its value), "diverged_message"}; False for the others (a resumed run's old record
+    is overwritten)."""
+    d = state.get("diverged")
+    return {"diverged": True, "diverged_epoch": d["epoch"], "diverged_at": d["what"],
+            "diverged_message": divergence_message(state)} if d else {"diverged": False}
 
 
 def new_run_dir(model, out=None):
@@ -186,8 +202,10 @@ def plan(cfg, caches, seeds=(), folds=0, groups_file=None):
 def repeat(cfg, caches, root, seeds=(), folds=0, groups_file=None, resume=False):
     """Repeat a run over seeds and/or folds; write root/results.json and root/results.md.
     Ctrl+C stops the whole experiment: the current run keeps best.pt and is marked interrupted
-    (left out of mean ± std), then KeyboardInterrupt goes on up (exit code 130). `resume`
-    continues from root/experiment.json: finished runs are kept, the interrupted one resumes."""
+    (left out of mean ± std), then KeyboardInterrupt goes on up (exit code 130). A run that
+    diverges stops it too (marked diverged, not counted), with a UserError naming the run, the
+    epoch and the remedy (a lower --lr, in a new experiment). `resume` continues from
+    root/experiment.json: finished runs are kept, the interrupted one resumes."""
     rank, _, _ = dist_info()
     root = Path(root)
     held = hold_folder(root) if rank == 0 else None  # until this returns (a second main.py is refused)
@@ -227,9 +245,15 @@ def repeat(cfg, caches, root, seeds=(), folds=0, groups_file=None, resume=False)
             log.info(f"stopped by Ctrl+C in {job['name']}: the experiment stops here "
                      f"(continue it with: python main.py --resume {root})")
             break
+        if m.get("diverged"):  # the other runs share its --lr: they would most likely diverge too
+            stopped = f"{run_dir}: {m['diverged_message']} The experiment stops here; its other runs were not trained."
+            log.info(stopped)
+            break
     summary = summarize(root, cfg.model, rows, groups_file, folds=folds, seeds=list(seeds or [cfg.seed])) if rank == 0 else None
     if rank == 0:
         runlog.experiment_curves(root, [job["name"] for job in jobs], f"{cfg.model}: {root.name}, {len(jobs)} runs")
-    if stopped:
+    if stopped is True:
         raise KeyboardInterrupt
+    if stopped:
+        raise UserError(stopped)
     return summary

@@ -6,9 +6,11 @@ ref 1.0, amin 1e-10, top_db 80). The mel filterbank itself comes from librosa, c
 spec; the STFT and matrix multiply run in torch (no numba on this path).
 
 `log_mel` is absolute dB (ref 1.0), so it moves with the recording's level: the same clip 20 dB
-quieter is a different input. Our featurizers therefore first scale every clip to one integrated
-loudness (`normalize_loudness`, ITU-R BS.1770-4 as in EBU R128) and keep `log_mel` itself pure.
+quieter is a different input. Our featurizers therefore first remove each clip's DC offset and
+scale it to one integrated loudness (`level`: `remove_dc`, then `normalize_loudness`, ITU-R
+BS.1770-4 as in EBU R128) and keep `log_mel` itself pure.
 """
+import dataclasses
 from dataclasses import dataclass, field
 from contextlib import contextmanager
 from functools import lru_cache
@@ -16,17 +18,36 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from .config import AT_LEAST_1, FINITE, POSITIVE
+
 
 @dataclass(frozen=True)
 class MelSpec:
     """What a mel cache is made with; its hash names the cache folder."""
-    sr: int = field(default=22050, metadata={"help": "sample rate in Hz"})
-    n_fft: int = field(default=1024, metadata={"help": "FFT size"})
-    hop: int = field(default=512, metadata={"help": "hop length in samples"})
-    n_mels: int = field(default=128, metadata={"help": "mel bands"})
-    segment: float = field(default=4.0, metadata={"help": "segment length in seconds (a 30 s clip gives 7 of 4 s)"})
+    sr: int = field(default=22050, metadata={"help": "sample rate in Hz", "range": AT_LEAST_1})
+    n_fft: int = field(default=1024, metadata={"help": "FFT size", "range": AT_LEAST_1})
+    hop: int = field(default=512, metadata={"help": "hop length in samples", "range": AT_LEAST_1})
+    n_mels: int = field(default=128, metadata={"help": "mel bands", "range": AT_LEAST_1})
+    segment: float = field(default=4.0, metadata={"help": "segment length in seconds (a 30 s clip gives 7 of 4 s)", "range": POSITIVE})
     loudness: float = field(default=-23.0, metadata={"help": "integrated loudness in LUFS (ITU-R BS.1770) that every clip "
-                                                             "is scaled to before mel and musicnn features (EBU R128's -23)"})
+                                                             "is scaled to before mel and musicnn features (EBU R128's -23)", "range": FINITE})
+    # Absent from keys made before it existed, which therefore mean False (see `key`): those caches
+    # and checkpoints keep their meaning, and --no-remove-dc finds their caches again.
+    remove_dc: bool = field(default=True, metadata={"help": "subtract each clip's mean (per 28 s chunk in predict.py) "
+                                                            "before mel and musicnn features"})
+
+    def key(self):
+        """The fields as a dict, without remove_dc when it is False: the key of a cache or a
+        checkpoint made before DC removal existed, so old caches and checkpoints stay valid."""
+        d = dataclasses.asdict(self)
+        if not self.remove_dc:
+            del d["remove_dc"]
+        return d
+
+    @classmethod
+    def from_key(cls, d):
+        """Inverse of key(): a key without remove_dc was made without DC removal."""
+        return cls(**{"remove_dc": False, **d})
 
     @property
     def segment_frames(self):
@@ -158,6 +179,20 @@ def normalize_loudness(wave, sr, target=-23.0):
     level = loudness_lufs(wave, sr)
     gain_db = MAX_GAIN_DB if not np.isfinite(level) else float(np.clip(target - level, -MAX_GAIN_DB, MAX_GAIN_DB))
     return (np.asarray(wave, dtype=np.float32) * np.float32(10 ** (gain_db / 20))).astype(np.float32)
+
+
+def remove_dc(wave):
+    """(T,) float minus its mean, as float32: the DC offset of a clip (or chunk) taken out. A DC
+    offset is inaudible, but it puts energy in the lowest mel bands and, through the per-clip
+    top_db floor of log_mel, shifts every other band: +-0.4 flipped the top-1 of real clips."""
+    wave = np.asarray(wave, dtype=np.float32)
+    return wave - np.float32(wave.mean(dtype=np.float64)) if len(wave) else wave
+
+
+def level(wave, sr, spec):
+    """The step every featurizer takes before its features: DC removal (when spec.remove_dc),
+    then loudness normalization to spec.loudness LUFS. (T,) -> (T,) float32."""
+    return normalize_loudness(remove_dc(wave) if spec.remove_dc else wave, sr, spec.loudness)
 
 
 def segment(mel, frames):

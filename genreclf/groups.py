@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from . import REPO
-from .clips import clip_id, genre_of
+from .clips import clip_id, empty_genres, genre_of
 from .errors import UserError
 
 GTZAN_INDEX = REPO / "gtzan" / "artists.txt"
@@ -36,7 +36,7 @@ def read_gtzan_index(path=GTZAN_INDEX):
     """{clip id: artist} from Sturm's index (`blues.00000.wav ::: artist ::: title`); unknown
     artists (an empty field) are left out."""
     out = {}
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
+    for line in Path(path).read_text(encoding="utf-8-sig").splitlines():  # -sig: a byte-order mark is not text
         if not line.strip() or line.startswith("##"):
             continue
         fields = [f.strip() for f in line.split(":::")]
@@ -48,14 +48,15 @@ def read_gtzan_index(path=GTZAN_INDEX):
 
 
 def read_groups_csv(path):
-    """{clip id: group} from a CSV of `path,group` (an optional `path,group` header line).
-    Raises UserError naming the file on a missing file or a malformed line."""
+    """{clip id: group} from a CSV of `path,group` (an optional `path,group` header line), with or
+    without a UTF-8 byte-order mark, LF or CRLF line ends. Raises UserError naming the file on a
+    missing file or a malformed line."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: groups file does not exist")
     out = {}
     try:
-        rows = list(csv.reader(path.read_text(encoding="utf-8").splitlines()))
+        rows = list(csv.reader(path.read_text(encoding="utf-8-sig").splitlines()))
     except (UnicodeDecodeError, csv.Error) as e:
         raise UserError(f"{path}: not a readable CSV ({e})") from None
     for n, row in enumerate(rows, 1):
@@ -93,13 +94,33 @@ def grouped_folds(ids, genres, groups, k, seed, val_per_class=1, say=print):
     """Stratified-by-genre k folds over artist groups (scikit-learn's StratifiedGroupKFold).
     Each fold is {"train", "val", "test": [clip id]}; no group is on two sides of a fold, val
     included: val takes whole groups (the smallest first) from the fold's training clips, about
-    `val_per_class` clips per genre, never a genre's last training group."""
+    `val_per_class` clips per genre, never a genre's last training group.
+
+    Raises UserError (one line) when `k` folds cannot be made, or when a fold would leave a genre
+    without training or validation clips (clips.empty_genres; a genre needs three artist groups:
+    one each to test, validate and train on); the line names the genre and the largest k that
+    works, if any."""
+    try:
+        return _grouped_folds(ids, genres, groups, k, seed, val_per_class, say)
+    except UserError as e:
+        for smaller in range(k - 1, 1, -1):
+            try:
+                _grouped_folds(ids, genres, groups, smaller, seed, val_per_class, say=lambda line: None)
+            except UserError:
+                continue
+            raise UserError(f"{e}: --folds {smaller} works") from None
+        raise UserError(f"{e}; fewer folds do not work either: give --groups FILE with finer groups (a CSV of "
+                        f"`path,group`), or leave such genres out of the split") from None
+
+
+def _grouped_folds(ids, genres, groups, k, seed, val_per_class, say):
     from sklearn.model_selection import StratifiedGroupKFold
 
     ids, genres, groups = np.asarray(ids), np.asarray(genres), np.asarray(groups)
-    if len(set(groups)) < k:
-        raise UserError(f"--folds {k}: only {len(set(groups))} artist groups, fewer than {k} folds")
     per_genre = {g: len(set(groups[genres == g])) for g in sorted(set(genres))}
+    if len(set(groups)) < k or max(Counter(genres).values()) < k:  # what scikit-learn refuses
+        raise UserError(f"--folds {k}: {len(set(groups))} artist groups, at most {max(Counter(genres).values())} clips "
+                        f"per genre, too few for {k} folds")
     for g, n in per_genre.items():
         if n < k:
             say(f"genre {g} has {n} artist group(s) for {k} folds: its clips stay with their artist, so it is "
@@ -126,6 +147,10 @@ def grouped_folds(ids, genres, groups, k, seed, val_per_class=1, say=print):
         train = [i for i in train_idx if groups[i] not in val_groups]
         out.append({"train": sorted(ids[train].tolist()), "val": sorted(ids[val].tolist()),
                     "test": sorted(ids[test_idx].tolist())})
+    for n, fold in enumerate(out):
+        for g, line in empty_genres(fold, sorted(per_genre)).items():
+            raise UserError(f"--folds {k}: in fold {n}, {line}; it has {per_genre[g]} artist group(s), and a fold "
+                            f"needs one each to test, validate and train on")
     return out
 
 

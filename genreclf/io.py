@@ -89,11 +89,32 @@ def write_text(path, text):
         Path(tmp).write_text(text)
 
 
+def json_safe(obj):
+    """`obj` with every NaN or infinite float replaced by None (null) and numpy scalars and arrays
+    made plain, recursively: bare NaN is not JSON, and strict parsers refuse the file."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return json_safe(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def to_json(obj):
+    """Strict JSON text of `obj` (json_safe first: never NaN or Infinity), indented by 2."""
+    return json.dumps(json_safe(obj), indent=2, allow_nan=False)
+
+
 def write_json(path, obj, only_if_changed=False):
-    """Write `obj` as indented JSON. only_if_changed: leave a file that already holds exactly this
-    text untouched (a finished cache is read, not rewritten, and may sit on read-only storage).
-    Returns whether it wrote."""
-    text = json.dumps(obj, indent=2, sort_keys=False) + "\n"
+    """Write `obj` as strict, indented JSON (to_json). only_if_changed: leave a file that already
+    holds exactly this text untouched (a finished cache is read, not rewritten, and may sit on
+    read-only storage). Returns whether it wrote."""
+    text = to_json(obj) + "\n"
     if only_if_changed:
         try:
             if Path(path).read_text() == text:

@@ -2,8 +2,11 @@
 
 Audio is decoded once and processed in chunks of CHUNK_SEGMENTS segments (about 28 s, a GTZAN
 clip's length), so feature memory is bounded whatever the file's length, and the dB floor of each
-chunk is set as it was on the 30 s training clips. A file's probabilities are the mean of its
-segments' softmax, as in evaluation.
+chunk is set as it was on the 30 s training clips. Each chunk's DC offset is removed before
+features, whatever the checkpoint (a key made before DC removal existed included: on GTZAN's clips,
+whose offsets are below 0.02, that moves the shipped model's probabilities by at most 0.016). A
+file's probabilities are the mean of its segments' softmax, as in evaluation, over the segments
+that are not silent (below audio.SILENCE_DBFS): those are marked in `out["silent"]`.
 
 `predict_many` runs a list of files in worker processes, up to `workers + 1` files ahead, and
 yields results in input order. On CPU each worker decodes, featurizes (`prepare`) and runs the
@@ -19,6 +22,7 @@ import torch
 
 from . import audio, musicnn
 from .errors import UserError
+from .features import remove_dc
 from .featurizers import FEATURIZERS
 
 CHUNK_SEGMENTS = 7
@@ -85,45 +89,87 @@ class Classifier:
             yield from (float(s) for s in np.arange(offset, duration, chunk_s))
 
     def prepare(self, path, on_warning=None):
-        """Decode and featurize one file (no model): {"duration", "chunks": [[input per model input]]}.
-        Runs in a worker process in predict_many. Raises audio.AudioError."""
+        """Decode and featurize one file (no model): {"duration", "sound": (start, end) seconds,
+        "chunks": [{input name: (n, ...), "start": seconds, "silent": (n,) bool}]}. Silence of a
+        segment or more before and after the sound (audio.sound_span) is left out, so the segment
+        grid starts where the music does and ends as a file of the music alone would. Runs in a
+        worker process in predict_many. Raises audio.AudioError, also when there is no sound or
+        every segment is silent."""
         waves = {}
         for name, f in self.featurizers.items():
             if f.sr not in waves:
                 waves[f.sr] = audio.load(path, f.sr, on_warning=on_warning)
-        duration = len(next(iter(waves.values()))) / next(iter(waves))
+        sr, first = next(iter(waves.items()))
+        duration = len(first) / sr
+        span = audio.sound_span(first, sr)
+        silence = audio.AudioError(f"{audio.shown(path)}: audio is silent: no {self.segment_set:g} s segment is above "
+                                   f"{audio.SILENCE_DBFS:.0f} dBFS RMS once its DC offset is removed")
+        if span is None:
+            raise silence
+        t0, t1 = span[0] / sr, span[1] / sr
+        # Silence shorter than a segment at either end stays in the first or last segment, as it
+        # always did; longer silence is cut off, so that it cannot fill a segment with the music.
+        t0, t1 = (t0 if t0 >= self.segment_s else 0.0), (t1 if duration - t1 >= self.segment_s else duration)
         chunk_s = CHUNK_SEGMENTS * self.segment_s
         chunks = []
-        for start in self.chunk_starts(duration, chunk_s):
-            inputs = {}
+        for start in (t0 + s for s in self.chunk_starts(t1 - t0, chunk_s)):
+            inputs, silent = {}, None
             for name, f in self.featurizers.items():
-                w = waves[f.sr][int(round(start * f.sr)):int(round((start + chunk_s) * f.sr))]
+                w = remove_dc(waves[f.sr][int(round(start * f.sr)):int(round(min(start + chunk_s, t1) * f.sr))])
                 try:
-                    inputs[name] = f(w)["segments"]
+                    out = f(w)
                 except ValueError:  # the tail is shorter than one segment: dropped, as in training
                     inputs = None
                     break
+                inputs[name] = out["segments"]
+                silent = out["silent"] if silent is None else silent  # all featurizers share one grid
             if inputs:
                 n = min(len(x) for x in inputs.values())
-                chunks.append({**{k: v[:n] for k, v in inputs.items()}, "start": start})
+                chunks.append({**{k: v[:n] for k, v in inputs.items()}, "start": start, "silent": silent[:n]})
         if not chunks:
-            raise audio.AudioError(f"{audio.shown(path)}: {duration:.2f} s is shorter than one {self.segment_set:g} s segment")
-        return {"duration": duration, "chunks": chunks}
+            raise audio.AudioError(f"{audio.shown(path)}: {t1 - t0:.2f} s of sound is shorter than one "
+                                   f"{self.segment_set:g} s segment")
+        if all(c["silent"].all() for c in chunks):
+            raise silence
+        return {"duration": duration, "sound": (t0, t1), "chunks": chunks}
+
+    def silences(self, prepared):
+        """(start, end) of the segments of the silence cut off before and after the sound: the grid
+        of the sound continued outward, the outermost segment stretched to the file's end (by less
+        than a segment). The sound's last part shorter than a segment is dropped, as at the end of
+        any file, so the timeline has a gap there."""
+        (t0, t1), seg, end = prepared["sound"], self.segment_s, prepared["duration"]
+        n0, n1 = int(t0 / seg + 1e-6), int((end - t1) / seg + 1e-6)  # 0 when no silence was cut off
+        before = [(0.0 if k == n0 - 1 else t0 - (k + 1) * seg, t0 - k * seg) for k in range(n0)]
+        after = [(t1 + k * seg, end if k == n1 - 1 else t1 + (k + 1) * seg) for k in range(n1)]
+        return before[::-1] + after
 
     @torch.no_grad()
     def finish(self, prepared):
-        """The model on prepare()'s chunks: {"duration", "segments": [(start, end)], "probs": (n_segments, n_genres)}."""
-        probs, bounds = [], []
+        """The model on prepare()'s chunks: {"duration", "segments": [(start, end)] in time order,
+        "probs": (n_segments, n_genres), "silent": (n_segments,) bool, "mean": (n_genres,)}.
+        Silent segments (those below audio.SILENCE_DBFS, and the silence before and after the
+        sound) have NaN rows in probs and take no part in the mean, the file's probabilities."""
+        probs, bounds, silent = [], [], []
         for inputs in prepared["chunks"]:
             xs = [torch.as_tensor(inputs[k], device=self.device) for k in self.model.inputs]
             probs.append(torch.softmax(self.model(*xs), dim=1).cpu().numpy())
             t0 = inputs.get("start", 0.0)
             bounds += [(t0 + k * self.segment_s, t0 + (k + 1) * self.segment_s) for k in range(len(probs[-1]))]
+            silent.append(inputs["silent"])
+        quiet = self.silences(prepared)
+        bounds += quiet
+        probs = np.concatenate(probs + [np.zeros((len(quiet), len(self.genres)), np.float32)])
+        silent = np.concatenate(silent + [np.ones(len(quiet), bool)])
         order = np.argsort([a for a, _ in bounds], kind="stable")  # windows of every --hop offset, in time order
-        return {"duration": prepared["duration"], "segments": [bounds[i] for i in order], "probs": np.concatenate(probs)[order]}
+        probs, silent = probs[order], silent[order]
+        mean = probs[~silent].mean(0)
+        probs[silent] = np.nan  # no prediction for silence
+        return {"duration": prepared["duration"], "segments": [bounds[i] for i in order], "probs": probs,
+                "silent": silent, "mean": mean}
 
     def __call__(self, path):
-        """{"duration", "segments": [(start, end)], "probs": (n_segments, n_genres)} for one file."""
+        """finish(prepare(path)): {"duration", "segments", "probs", "silent", "mean"} for one file."""
         return self.finish(self.prepare(path))
 
 
@@ -209,4 +255,3 @@ def predict_many(runner, paths, workers=2):
             if out is not None and not in_worker:
                 out = runner.finish(out)
             yield path, out, error, warnings
-

@@ -10,7 +10,6 @@ probabilities in the timeline, and is left out of the file's mean.
 """
 import csv
 import io
-import json
 import tempfile
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 
 from .audio import shown
 from .errors import UserError
+from .io import to_json
 from .plots import LABEL_NAME as LABEL
 from .plots import SILENCE
 
@@ -71,7 +71,7 @@ def as_table(records, key):
 
 
 def as_json(records):
-    return json.dumps(records, indent=2)
+    return to_json(records)  # strict JSON: a non-finite number is null, never a bare NaN
 
 
 def as_csv(records, labels, key):

@@ -109,12 +109,14 @@ def retested(run_dir, metrics, groups_file=None):
 
 
 def result_row(name, seed, metrics, counted=True):
-    """One line of results.json: a run's test scores, "interrupted" (Ctrl+C), and "counted" (in
-    mean ± std: False for a multi-run experiment's interrupted, untested run)."""
+    """One line of results.json: a run's test scores, "interrupted" (Ctrl+C), "diverged" (a
+    non-finite loss stopped it), and "counted" (in mean ± std: False for a multi-run experiment's
+    interrupted or diverged, untested run)."""
     counted = counted and "test_clip_accuracy" in metrics
     keys = ("test_clip_accuracy", "test_clip_accuracy_ci95", "test_ci_resampled", "test_artists", "test_groups_from",
             "test_segment_accuracy", "test_macro_f1", "test_macro_f1_genres", "test_clips")
-    return {"run": name, "seed": seed, "interrupted": bool(metrics.get("interrupted")), "counted": counted,
+    return {"run": name, "seed": seed, "interrupted": bool(metrics.get("interrupted")),
+            "diverged": bool(metrics.get("diverged")), "counted": counted,
             **({k: metrics.get(k) for k in keys} if counted else {})}
 
 
@@ -154,7 +156,8 @@ def summarize(root, model, rows, groups_file=None, **extra):
              "|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         if not r["counted"]:
-            table.append(f"| {r['run']} | {r['seed']} | interrupted, not tested (not counted) | | | |")
+            why = "diverged" if r.get("diverged") else "interrupted"
+            table.append(f"| {r['run']} | {r['seed']} | {why}, not tested (not counted) | | | |")
             continue
         lo, hi = r["test_clip_accuracy_ci95"]
         table.append(f"| {r['run']}{' (stopped by Ctrl+C)' if r['interrupted'] else ''} | {r['seed']} | "

@@ -16,21 +16,21 @@ from pathlib import Path
 import numpy as np
 
 from . import GENRES_8, GENRES_10, REPO
-from .clips import clip_id, genre_of
+from .clips import PARTS, clip_id, empty_genres, genre_of  # noqa: F401 (empty_genres: split_data.py)
 from .errors import UserError
 from .groups import grouped_random_split, groups_for, is_gtzan
 from .io import atomic_path, write_json
 
 LISTS = REPO / "gtzan" / "split"
-PARTS = ("train", "val", "test")
 DEFAULT_GENRES = {"course": GENRES_8, "fault-filtered": GENRES_10, "random": None}
 
 
 def read_list(path):
     """Non-empty, stripped lines of a split list. Bytes that are not UTF-8 (file names from a
     non-UTF-8 file system) come back as the lone surrogates os.fsdecode gives them, so a path
-    read from a list is the path on disk (write_split writes them back the same way)."""
-    text = Path(path).read_bytes().decode("utf-8", "surrogateescape")
+    read from a list is the path on disk (write_split writes them back the same way). A UTF-8
+    byte-order mark and CRLF line ends (a list saved by a Windows editor) are accepted."""
+    text = Path(path).read_bytes().removeprefix(b"\xef\xbb\xbf").decode("utf-8", "surrogateescape")
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
@@ -50,26 +50,36 @@ def scan(data_dir, genres=None, report=print):
     Genre folders may nest sub-folders to any depth, and names may hold spaces, any Unicode or
     bytes that are not UTF-8. audio.find_audio walks each folder, so the rules are the ones
     predict.py uses: symbolic links followed once, and a clip present in several formats in one
-    folder (x.wav and x.mp3) kept once, lossless first (audio.PREFERENCE). Each such problem is
-    passed to `report` as one line; a missing or empty genre folder raises UserError.
+    folder (x.wav and x.mp3) kept once, lossless first (audio.PREFERENCE). A file whose header
+    cannot be read, and audio in a format we do not read (audio.audio_like), are left out of the
+    data set. Each such problem is passed to `report` as one line, then a line counting the files
+    left out; a missing or empty genre folder raises UserError.
     """
-    from .audio import find_audio, shown
+    from .audio import AudioError, find_audio, info, shown
 
     wav = wav_dir(data_dir)
     if genres is None:
         genres = sorted(p.name for p in wav.iterdir() if p.is_dir() and not p.name.startswith("."))
-    found = {}
+    found, left_out = {}, 0
     for g in genres:
         folder = wav / g
         files, problems = find_audio([folder]) if folder.is_dir() else ([], [])
         if not files:
             raise UserError(f"genre folder {shown(folder)} is missing or has no audio files (the course and "
                             f"fault-filtered splits expect GTZAN's genres: for other genres use --split auto or --genres)")
-        for line in problems:
-            report(line)
         for f in files:
+            try:
+                info(f)  # the header only: a file no decoder opens never enters a split list
+            except AudioError as e:
+                problems.append(f"{shown(f)}: left out: {str(e)[len(shown(f)) + 2:]}")  # e is `<path>: <what>`
+                continue
             rel = str(f.relative_to(wav))
             found.setdefault(clip_id(rel), rel)
+        for line in problems:
+            report(line)
+            left_out += ": left out: " in line
+    if left_out:
+        report(f"{left_out} audio file(s) left out of the data set, each named above")
     return found
 
 

@@ -4,6 +4,7 @@ Runs alone or under torchrun (DistributedDataParallel: NCCL on GPUs, gloo on CPU
 logs and writes files; every rank sees the same validation set, so they agree on "best".
 """
 import logging
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -16,6 +17,7 @@ from model import MODELS
 from model.vision import keep_frozen_in_eval
 
 from . import checkpoint, recipe, runlog
+from .config import AT_LEAST_1, FRACTION, NON_NEGATIVE, POSITIVE
 from .data import batch_plan, loader
 from .device import amp_setup, dist_info, init_distributed, resolve_device, sync_buffers, weights_hash
 from .errors import UserError
@@ -27,13 +29,13 @@ log = logging.getLogger("genreclf")
 @dataclass(frozen=True)
 class TrainConfig:
     model: str = field(default="base2dcnn", metadata={"help": "model from model/", "choices": sorted(MODELS)})
-    epochs: int = field(default=100, metadata={"help": "most epochs to train"})
-    lr: float = field(default=1e-3, metadata={"help": "learning rate"})
+    epochs: int = field(default=100, metadata={"help": "most epochs to train", "range": AT_LEAST_1})
+    lr: float = field(default=1e-3, metadata={"help": "learning rate", "range": POSITIVE})
     optimizer: str = field(default="adam", metadata={"help": "optimizer (adamw: decoupled weight decay)", "choices": ["adam", "adamw", "sgd"]})
-    batch_size: int = field(default=32, metadata={"help": "segments per batch (per process under torchrun)"})
-    weight_decay: float = field(default=1e-4, metadata={"help": "L2 weight decay"})
-    patience: int = field(default=15, metadata={"help": "stop after this many epochs without a better val accuracy"})
-    seed: int = field(default=0, metadata={"help": "seed of weights, shuffling and dropout"})
+    batch_size: int = field(default=32, metadata={"help": "segments per batch (per process under torchrun)", "range": AT_LEAST_1})
+    weight_decay: float = field(default=1e-4, metadata={"help": "L2 weight decay", "range": NON_NEGATIVE})
+    patience: int = field(default=15, metadata={"help": "stop after this many epochs without a better val accuracy", "range": AT_LEAST_1})
+    seed: int = field(default=0, metadata={"help": "seed of weights, shuffling and dropout", "range": NON_NEGATIVE})
     device: str = field(default="auto", metadata={"help": "auto picks cuda when available", "choices": ["auto", "cpu", "cuda"]})
     pretrained: bool = field(default=False, metadata={"help": "start VGG/ResNet from torchvision's ImageNet weights"})
     weights: str = field(default="", metadata={"help": "local ImageNet state dict with torchvision's keys (implies --pretrained)"})
@@ -41,15 +43,15 @@ class TrainConfig:
     amp: bool = field(default=False, metadata={"help": "mixed precision: bf16 autocast (fp16 with a GradScaler on GPUs without bf16)"})
     # the recipe (genreclf/recipe.py): schedule, loss and online augmentation; the defaults are the seed's recipe
     schedule: str = field(default="plateau", metadata={"help": "LR schedule: halve on a val plateau, or cosine to 0 per step", "choices": ["plateau", "cosine"]})
-    warmup: float = field(default=0.0, metadata={"help": "epochs of linear LR warmup, stepped per batch (cosine only)"})
-    label_smoothing: float = field(default=0.0, metadata={"help": "label smoothing of the training loss"})
+    warmup: float = field(default=0.0, metadata={"help": "epochs of linear LR warmup, stepped per batch (cosine only)", "range": NON_NEGATIVE})
+    label_smoothing: float = field(default=0.0, metadata={"help": "label smoothing of the training loss", "range": FRACTION})
     random_crop: bool = field(default=False, metadata={"help": "train on windows at random starts within the clip, not the fixed grid"})
-    freq_mask: int = field(default=0, metadata={"help": "SpecAugment: widest frequency mask in mel bands (0: none)"})
-    time_mask: int = field(default=0, metadata={"help": "SpecAugment: widest time mask in frames (0: none)"})
-    masks: int = field(default=2, metadata={"help": "SpecAugment: masks of each kind per segment"})
-    mixup: float = field(default=0.0, metadata={"help": "mixup: alpha of Beta(alpha, alpha) (0: none)"})
-    gain_db: float = field(default=0.0, metadata={"help": "random gain of each segment's log-mel, +-dB (0: none)"})
-    test_hop: float = field(default=0.0, metadata={"help": "test on windows every TEST_HOP seconds, overlapping when shorter than the segment (0: the segment grid; --hop is the STFT's)"})
+    freq_mask: int = field(default=0, metadata={"help": "SpecAugment: widest frequency mask in mel bands (0: none)", "range": NON_NEGATIVE})
+    time_mask: int = field(default=0, metadata={"help": "SpecAugment: widest time mask in frames (0: none)", "range": NON_NEGATIVE})
+    masks: int = field(default=2, metadata={"help": "SpecAugment: masks of each kind per segment", "range": NON_NEGATIVE})
+    mixup: float = field(default=0.0, metadata={"help": "mixup: alpha of Beta(alpha, alpha) (0: none)", "range": NON_NEGATIVE})
+    gain_db: float = field(default=0.0, metadata={"help": "random gain of each segment's log-mel, +-dB (0: none)", "range": NON_NEGATIVE})
+    test_hop: float = field(default=0.0, metadata={"help": "test on windows every TEST_HOP seconds, overlapping when shorter than the segment (0: the segment grid; --hop is the STFT's)", "range": NON_NEGATIVE})
 
 
 def make_model(cfg, data, pretrained=True):
@@ -116,6 +118,8 @@ class Trainer:
                 epoch = state["epoch"] + 1
                 train = self.train_epoch(epoch)
                 val, val_loss = self.validate()
+                if diverged(state, epoch, cfg.lr, train["loss"], val_loss, checkpoint.non_finite(self.core.state_dict())[0]):
+                    break
                 self.end_epoch(epoch, train, val, val_loss)
             if state["bad_epochs"] >= cfg.patience:
                 log.info(f"early stop: no better val accuracy for {cfg.patience} epochs")
@@ -234,6 +238,29 @@ class Trainer:
                         scheduler=self.sched.state_dict(), scaler=self.scaler.state_dict(),
                         rng={**rng, "ranks": ranks if self.world > 1 else None},
                         train_state=self.state)
+
+
+def diverged(state, epoch, lr, train_loss, val_loss, bad_weights):
+    """True, with state["diverged"] = {"epoch", "what", "lr"} and one log line, when the epoch's
+    train or val loss is NaN or infinite, or `bad_weights` (a count) of the weights are: the run
+    stops there. Nothing of that epoch is saved, so best.pt and last.pt keep the last finite
+    epoch (or do not exist, when epoch 1 diverged), and a non-finite model never becomes best.pt."""
+    what = [f"{name} {v}" for name, v in (("train loss", train_loss), ("val loss", val_loss)) if not math.isfinite(v)]
+    what += [f"{bad_weights:,} weights NaN or infinite"] if bad_weights else []
+    if not what:
+        return False
+    state["diverged"] = {"epoch": epoch, "what": ", ".join(what), "lr": lr}
+    log.info(f"epoch {epoch:3d}  {divergence_message(state)}")
+    return True
+
+
+def divergence_message(state):
+    """The one line that says a run diverged, where, and what to do."""
+    d = state["diverged"]
+    kept = (f"best.pt keeps the best earlier epoch (val clip accuracy {state['best']:.3f})" if state["best"] >= 0
+            else "nothing was saved")
+    return (f"training diverged at epoch {d['epoch']} ({d['what']}); {kept}. Start again with a lower --lr "
+            f"(this run had {d['lr']:g})")
 
 
 def test(run_dir, data, device="auto", hop=0.0):

@@ -118,7 +118,7 @@ def test_same_clip_in_two_formats_keeps_the_lossless_one(wav_factory):
     files, problems = find_audio([path.parent])
     assert files == [path.parent / "x.wav"]
     assert problems == [f"{path.parent / 'x.wav'}: kept; skipped x.ogg, x.mp3 beside it, the same clip in another "
-                        "format (kept in the order wav > flac > aiff > aif > au > ogg > mp3)"]
+                        "format (kept in the order wav > flac > aiff > aif > au > ogg > oga > opus > mp3)"]
 
 
 def test_unreadable_folder_is_reported(tmp_path, wav_factory):

@@ -108,11 +108,11 @@ def copy_work(mini3, tmp_path):
 
 
 @needs_shared
-def test_fold_retest_and_resume_use_pinned_clips(mini3, tmp_path):
+def test_fold_retest_and_resume_use_pinned_clips(mini3, clip_groups, tmp_path):
     work = copy_work(mini3, tmp_path)
     common = ["--data-dir", MINI, "--work-dir", work]
     cv = tmp_path / "cv"
-    r = run_script("main.py", *common, "--model", "baseline", "--epochs", 2, "--folds", 3, "--out", cv)
+    r = run_script("main.py", *common, "--model", "baseline", "--epochs", 2, "--folds", 3, "--groups", clip_groups, "--out", cv)
     assert r.returncode == 0, r.stderr
     fold = cv / "seed0-fold0"
     pinned = json.loads((fold / "data.json").read_text())
@@ -145,11 +145,11 @@ def test_fold_retest_and_resume_use_pinned_clips(mini3, tmp_path):
 
 
 @needs_shared
-def test_ctrl_c_stops_the_experiment_and_resume_finishes_it(mini3, tmp_path):
+def test_ctrl_c_stops_the_experiment_and_resume_finishes_it(mini3, clip_groups, tmp_path):
     cv = tmp_path / "cv"
     log = cv / "seed0-fold1" / "train.log"
     code, out, err = ctrl_c_after_first_epoch(log, "--data-dir", MINI, "--work-dir", mini3, "--model", "baseline",
-                                              "--epochs", 6, "--folds", 3, "--out", cv)
+                                              "--epochs", 6, "--folds", 3, "--groups", clip_groups, "--out", cv)
     assert code == 130 and "Traceback" not in err, err
     res = json.loads((cv / "results.json").read_text())
     assert [r["run"] for r in res["runs"]] == ["seed0-fold0", "seed0-fold1"]
@@ -170,11 +170,11 @@ def test_ctrl_c_stops_the_experiment_and_resume_finishes_it(mini3, tmp_path):
 
 
 @needs_shared
-def test_torchrun_with_folds_and_seeds(mini3, tmp_path):
+def test_torchrun_with_folds_and_seeds(mini3, clip_groups, tmp_path):
     cv = tmp_path / "cv"
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(REPO / "main.py"),
                         "--data-dir", str(MINI), "--work-dir", str(mini3), "--model", "baseline", "--epochs", "1",
-                        "--folds", "2", "--seeds", "0,1", "--out", str(cv)], cwd=REPO, capture_output=True, text=True,
+                        "--folds", "2", "--groups", str(clip_groups), "--seeds", "0,1", "--out", str(cv)], cwd=REPO, capture_output=True, text=True,
                        timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads((cv / "results.json").read_text())

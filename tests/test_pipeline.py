@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from conftest import GENRES3, MINI, needs_shared, run_script
 
@@ -60,14 +61,20 @@ def test_corrupt_file_is_named_skipped_and_run_completes(tmp_path):
         for i in range(3):  # links, not copies: the audio stays in ../shared
             os.symlink(MINI / "wav" / g / f"{g}.0000{i}.wav", data / "wav" / g / f"{g}.0000{i}.wav")
     (data / "wav" / "jazz" / "jazz.00054.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt " + bytes(40))
+    sf.write(data / "wav" / "jazz" / "jazz.00055.wav", np.zeros(0, np.float32), 22050)  # a header, no samples
+    (data / "wav" / "metal" / "metal.00009.m4a").write_bytes(b"not decoded")  # audio we do not read
     common = ["--data-dir", data, "--work-dir", tmp_path / "work"]
-    assert run_script("split_data.py", *common, "--split", "random", "--val-per-class", 1, "--test-per-class", 1).returncode == 0
+    r = run_script("split_data.py", *common, "--split", "random", "--val-per-class", 1, "--test-per-class", 1)
+    assert r.returncode == 0, r.stderr
+    # at split time: the unreadable header and the unsupported format, each named, and counted
+    assert "jazz.00054.wav: left out: corrupt or unreadable" in r.stdout and "metal.00009.m4a: left out" in r.stdout
+    assert "2 audio file(s) left out" in r.stdout
     r = run_script("dataset.py", *common)
     assert r.returncode == 0, r.stderr
-    assert "jazz.00054.wav" in r.stdout and "skipped 1" in r.stdout
+    assert "jazz.00055.wav" in r.stdout and "skipped 1" in r.stdout  # no samples: found when decoded
     index = json.loads(next((tmp_path / "work" / "cache").glob("mel-*/index.json")).read_text())
     assert len(index["skipped"]) == 1
-    assert sum(len(v) for v in index["splits"].values()) == 6  # 7 files, one unreadable
+    assert sum(len(v) for v in index["splits"].values()) == 6  # 9 files: one unreadable, one empty, one m4a
 
 
 @needs_shared
@@ -84,9 +91,9 @@ def test_each_family_trains_on_mini(mini3, tmp_path, model, epochs):
 
 
 @needs_shared
-def test_folds_and_seeds_report_mean_and_std(mini3, tmp_path):
+def test_folds_and_seeds_report_mean_and_std(mini3, clip_groups, tmp_path):
     r = run_script("main.py", "--data-dir", MINI, "--work-dir", mini3, "--model", "baseline", "--epochs", 1,
-                   "--folds", 3, "--seeds", "0,1", "--out", tmp_path / "cv")
+                   "--folds", 3, "--groups", clip_groups, "--seeds", "0,1", "--out", tmp_path / "cv")
     assert r.returncode == 0, r.stderr
     res = json.loads((tmp_path / "cv" / "results.json").read_text())
     assert res["n"] == 6 and res["folds"] == 3
@@ -104,10 +111,16 @@ def test_fault_filtered_split_end_to_end(tmp_path):
     common = ["--data-dir", MINI, "--work-dir", tmp_path]
     r = run_script("split_data.py", *common, "--split", "fault-filtered")
     assert r.returncode == 0 and "skipped" in r.stdout
+    # gtzan_mini holds clips 00000-00006 only: in the filtered lists blues has none for training
+    assert "warning: genre blues has no train clips (0 train / 7 val / 1 test)" in r.stderr
     assert run_script("dataset.py", *common, "--workers", 2).returncode == 0
-    r = run_script("main.py", *common, "--model", "baseline", "--epochs", 1, "--do_train", "--do_test", "--out", tmp_path / "run")
+    train = ["main.py", *common, "--model", "baseline", "--epochs", 1, "--do_train", "--do_test", "--out", tmp_path / "run"]
+    assert_one_line_error(run_script(*train), "genre blues has no train clips", "genre rock has no val clips")
+    assert run_script("split_data.py", *common, "--split", "fault-filtered", "--genres", "disco,jazz,metal").returncode == 0
+    assert run_script("dataset.py", *common, "--workers", 2).returncode == 0  # cached clips, a new index
+    r = run_script(*train)
     assert r.returncode == 0, r.stderr
-    assert len(json.loads((tmp_path / "run" / "metrics.json").read_text())["genres"]) == 10
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["genres"] == ["disco", "jazz", "metal"]
 
 
 def test_missing_data_dir(tmp_path):

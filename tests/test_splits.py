@@ -1,6 +1,9 @@
+import io
 from collections import Counter
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 from genreclf import GENRES_8, GENRES_10
 from genreclf.errors import UserError
@@ -10,14 +13,16 @@ from genreclf.splits import LISTS, clip_id, genre_of, load_split, make_split, re
 
 @pytest.fixture
 def full_gtzan(tmp_path):
-    """A data dir with every listed clip as an (empty) file: splits only look at names."""
+    """A data dir with every listed clip as a one-sample WAV: splits look at names and headers."""
     names = set(read_list(LISTS / "train.txt") + read_list(LISTS / "test.txt"))
     for part in ("train", "valid", "test"):
         names |= set(read_list(LISTS / "fault_filtered" / f"{part}_filtered.txt"))
+    header = io.BytesIO()
+    sf.write(header, np.zeros(1, np.float32), 22050, format="WAV")
     for n in names:
         p = tmp_path / "wav" / n
         p.parent.mkdir(parents=True, exist_ok=True)
-        p.touch()
+        p.write_bytes(header.getvalue())
     return tmp_path
 
 
