@@ -126,7 +126,7 @@ def run(cfg, caches, run_dir, do_train=True, do_test=True, resume=False, assignm
             rundata.write(run_dir, pinned)
             write_json(run_dir / "config.json", {"train": asdict(cfg), "features": data.features,
                                                  "caches": {k: str(v) for k, v in data.caches.items()},
-                                                 "genres": data.genres, **(extra_config or {})})
+                                                 "genres": data.genres, "groups": groups_file, **(extra_config or {})})
         log.info(f"{cfg.model}: {len(data.train)} train / {len(data.val)} val segments "
                  f"({len(data.train.clip_ids)} / {len(data.val.clip_ids)} clips), {len(data.genres)} genres -> {run_dir}")
         state = fit(cfg, data, run_dir, resume=resume)
@@ -139,6 +139,8 @@ def run(cfg, caches, run_dir, do_train=True, do_test=True, resume=False, assignm
             metrics["rank_weight_hashes"] = state["rank_weight_hashes"]
     if do_test and rank == 0 and not metrics.get("diverged") and (test_if_interrupted or not metrics.get("interrupted")):
         scored = test(run_dir, data, cfg.device, hop=cfg.test_hop)
+        if groups_file is None and (run_dir / "config.json").exists():  # re-tested alone: the groups it ran with
+            groups_file = json.loads((run_dir / "config.json").read_text()).get("groups")
         predictions = with_groups(scored.pop("predictions"), groups_file)
         write_json(run_dir / "predictions.json", predictions)
         metrics.update(scored, **run_stats(predictions))

@@ -187,13 +187,13 @@ def test_json_and_csv_list_failed_files_with_their_error(trained_run, wav_factor
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert [res["path"] for res in results] == [str(tmp_path / "nope.wav"), str(good), str(short)]
     assert results[0] == {"path": str(tmp_path / "nope.wav"), "error": "no such file or folder"}
-    assert results[2] == {"path": str(short), "error": "2.00 s is shorter than one 4 s segment"}  # the 4 s set, not 3.99
+    assert results[2] == {"path": str(short), "error": "2.00 s of sound is shorter than one 4 s segment"}  # the 4 s set, not 3.99
     assert "probabilities" in results[1] and len(results[1]["timeline"]) == 2
     genres = list(results[1]["probabilities"])
     rows = list(csv.DictReader(io.StringIO(as_csv(results, genres, "probabilities"))))  # --format csv --timeline
     assert [row["path"] for row in rows] == [str(tmp_path / "nope.wav"), str(good), str(good), str(short)]
     assert rows[1]["start"] == "0.0" and rows[1]["error"] == "" and float(rows[1][rows[1]["top"]]) > 0
-    assert rows[3]["error"].startswith("2.00 s is shorter") and rows[3]["top"] == "" and rows[3]["start"] == ""
+    assert rows[3]["error"].startswith("2.00 s of sound is shorter") and rows[3]["top"] == "" and rows[3]["start"] == ""
     per_file = list(csv.DictReader(io.StringIO(as_csv([{k: v for k, v in res.items() if k != "timeline"} for res in results],
                                                       genres, "probabilities"))))
     assert [row["error"] != "" for row in per_file] == [True, False, True] and per_file[1]["duration"] == "9.0"
