@@ -38,11 +38,12 @@ def read_index(cache):
 def from_rows(packs, spans, clip_ids):
     """A FeatureSet over the rows of memory-mapped packs (rundata.py decides which rows).
     packs: {input name: pack path}; spans: one (clip index into clip_ids, label, {input name: first
-    row}, n segments) per clip copy, in segment order: segment j of a span is row first + j."""
-    rows = {n: [np.arange(first[n], first[n] + k) for _, _, first, k in spans] for n in packs}
-    y = [np.full(k, label) for _, label, _, k in spans]
-    clip = [np.full(k, i) for i, _, _, k in spans]
-    pos = [np.arange(k) for *_, k in spans]
+    row}, segments) per clip copy, in segment order: segment j of a span is row first + j, and
+    `segments` ((k,) int64, ascending) are the ones taken (pos keeps j, so gaps stay gaps)."""
+    rows = {n: [first[n] + segs for _, _, first, segs in spans] for n in packs}
+    y = [np.full(len(segs), label) for _, label, _, segs in spans]
+    clip = [np.full(len(segs), i) for i, _, _, segs in spans]
+    pos = [segs for *_, segs in spans]
     return FeatureSet({n: Rows(packs[n], np.concatenate(rows[n])) for n in packs},
                       np.concatenate(y).astype(np.int64), np.concatenate(clip).astype(np.int64), list(clip_ids),
                       np.concatenate(pos).astype(np.int64))

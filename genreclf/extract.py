@@ -31,6 +31,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from . import audio, augment, identity, pack
@@ -249,6 +250,9 @@ def merge_parts(cache, parts, wanted, feat, aug, skipped, data_dir):
         name, rows = pack.write(cache, files, [c["source"] for p in PARTS for c in entries[p]])
         for c in (c for p in PARTS for c in entries[p]):
             c["rows"] = {v: list(rows[(c["id"], v)]) for v in c["versions"]}
+            silent = _silent_segments(cache, c["id"], c["versions"])
+            if silent:
+                c["silent"] = silent
         index = {"spec": feat.key(), "augment": [aug.tag(k) for k in aug.augment], "pack": name,
                  "data_dir": str(Path(data_dir).resolve()), "split_sha256": identity.split_sha256(parts),
                  "splits": entries, "skipped": skipped}
@@ -260,6 +264,21 @@ def merge_parts(cache, parts, wanted, feat, aug, skipped, data_dir):
     print(f"cached clips: {counts}; skipped {len(skipped)} unreadable or too-short files; "
           f"{sum(n for _, n in rows.values())} segments packed in {name}")
     return index
+
+
+def _silent_segments(cache, cid, versions):
+    """{copy: [segment index]} of a clip's silent segments, from the featurizer's `silent` extra
+    (clips/<id>.<copy>.silent.npy), for the copies that have any: what training and evaluation
+    leave out (rundata.assemble). Copies whose every segment is silent are not listed (nothing
+    would be left of them), nor are caches made before the extra existed."""
+    out = {}
+    for v in versions:
+        f = clip_file(cache, cid, f"{v}.silent")
+        if f.exists():
+            flags = np.load(f)
+            if flags.any() and not flags.all():
+                out[v] = np.flatnonzero(flags).tolist()
+    return out
 
 
 def default_workers():

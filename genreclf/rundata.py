@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+import numpy as np
+
 from . import data as D
 from .errors import UserError
 from .io import write_json
@@ -113,7 +115,8 @@ def pin(indexes, assignment, genres, augmented_parts=("train",), say=print):
 
 def assemble(indexes, versions, genres):
     """A FeatureSet of {clip id: [copy]} (clips in that order) from {input name: Index}: every
-    copy's first k rows of each pack. UserError for a clip of a genre not in `genres`."""
+    copy's first k rows of each pack (k: the fewest any input has), less its silent segments
+    (index.json's "silent", from the featurizers). UserError for a clip of a genre not in `genres`."""
     entries = {n: ix.entries for n, ix in indexes.items()}
     names = list(indexes)
     spans = []
@@ -124,8 +127,11 @@ def assemble(indexes, versions, genres):
         for v in vs:
             rows = {n: entries[n][cid]["rows"][v] for n in names}
             k = min(n_rows for _, n_rows in rows.values())  # featurizers may round the last segment differently
-            spans.append((i, genres.index(genre), {n: first for n, (first, _) in rows.items()}, k))
-    if not any(k for *_, k in spans):
+            # silent segments (in any input's cache) take no part: no label to learn, no vote in the clip's mean
+            silent = {j for n in names for j in entries[n][cid].get("silent", {}).get(v, ())}
+            segments = np.array([j for j in range(k) if j not in silent], dtype=np.int64)
+            spans.append((i, genres.index(genre), {n: first for n, (first, _) in rows.items()}, segments))
+    if not any(len(s) for *_, s in spans):
         raise UserError(f"no cached segments for these clips in {', '.join(str(ix.dir) for ix in indexes.values())}")
     return D.from_rows({n: ix.pack() for n, ix in indexes.items()}, spans, list(versions))
 

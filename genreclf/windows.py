@@ -82,8 +82,8 @@ def overlapping(fs, hop_s, features):
     hop = int(round(hop_s * spec["sr"] / spec["hop"]))
     if not 0 < hop <= frames:
         raise UserError(f"--test-hop {hop_s}: must be more than 0 and at most the {frames * spec['hop'] / spec['sr']:.2f} s segment")
-    nxt, _ = neighbours(fs)
-    starts = np.flatnonzero(fs.pos == 0)
+    nxt, prev = neighbours(fs)
+    starts = np.flatnonzero(prev < 0)  # each run of neighbouring segments: a copy, or its part between silences
     first, offset = [], []
     for s in starts:
         n_seg = 1

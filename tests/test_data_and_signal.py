@@ -165,3 +165,31 @@ def test_shipped_model_ignores_dc_and_a_minute_of_silence(tmp_path):
     assert probs["original"][metal] > 0.9
     for name, p in probs.items():
         assert p.argmax() == metal and abs(p[metal] - probs["original"][metal]) <= 0.02, (name, p[metal])
+
+
+def test_silent_segments_of_cached_clips_take_no_part_in_training_or_evaluation(tmp_path):
+    """A clip with a silent second inside: dataset.py records it in index.json, and the rows a run
+    loads skip it (pos keeps the gap, so no window or crop spans it)."""
+    from genreclf import rundata
+    from genreclf.augment import AugmentSpec
+    from genreclf.extract import extract
+    from genreclf.windows import neighbours
+
+    data, work = tmp_path / "data", tmp_path / "work"
+    for g, f0 in zip("abc", (220.0, 440.0, 880.0)):
+        for k in range(3):
+            wave = sine(f0 * (1 + 0.03 * k), 3.2, SR)
+            if (g, k) == ("a", 0):
+                wave[int(0.95 * SR):int(2.05 * SR)] = 0.0  # segment 1 of 3 (0.998 s each) is silent
+            (data / "wav" / g).mkdir(parents=True, exist_ok=True)
+            sf.write(data / "wav" / g / f"clip {k}.wav", wave, SR)
+    parts, _ = splits.make_split(data, "random", val_per_class=1, test_per_class=1, seed=0)
+    splits.write_split(parts, work / "split", {})
+    cache = extract(data, work / "split", work / "cache", MelFeatures(MelSpec(segment=1.0, n_mels=16)), AugmentSpec())
+    index = rundata.read_index(cache)
+    assert index.entries["a/clip 0"]["silent"] == {"orig": [1]}
+    assert not any("silent" in e for cid, e in index.entries.items() if cid != "a/clip 0")
+    fs = rundata.load_clips({"mel": cache}, ["a/clip 0", "b/clip 0"], index.genres)
+    assert fs.pos.tolist() == [0, 2, 0, 1, 2] and fs.clip.tolist() == [0, 0, 1, 1, 1]
+    nxt, _ = neighbours(fs)
+    assert nxt.tolist() == [-1, -1, 3, 4, -1]  # segments 0 and 2 of the first clip are not neighbours
