@@ -12,18 +12,18 @@ SILENCE = "silence"  # the timeline's label of a segment with no genre (predict:
 LABEL_NAME = {"probabilities": "genre", "tags": "tag"}  # a distribution's key -> the name of one of its labels
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no display needed), imported on first use."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
 
 
-
 def _save(fig, path):
     """Write `fig` to `path` atomically and free it, as PNG unless the name ends in .svg or .pdf.
     Raises OSError when the folder cannot be written."""
-    plt = _pyplot()
+    plt = pyplot()
     suffix = str(path).rsplit(".", 1)[-1].lower()
     try:
         with atomic_path(path) as tmp:
@@ -34,7 +34,7 @@ def _save(fig, path):
 
 def save_confusion(matrix, genres, path, title=""):
     """Confusion matrix picture: rows are true genres, columns predictions, each cell its count."""
-    plt = _pyplot()
+    plt = pyplot()
     m = np.asarray(matrix)
     fig, ax = plt.subplots(figsize=(1 + 0.6 * len(genres), 1 + 0.6 * len(genres)))
     ax.imshow(m, cmap="Blues")
@@ -70,7 +70,7 @@ def save_curves(history, path, title=""):
     learning rate against epoch, the best epoch marked by a dashed line in every panel.
     history: [{"epoch", "train_loss", "train_accuracy", "val_loss", "val_clip_accuracy",
     "val_segment_accuracy", "lr"}] as train.Trainer records it."""
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
     epochs, best = _column(history, "epoch"), best_epoch(history)
@@ -103,7 +103,7 @@ def save_overlay(histories, path, title=""):
     """An experiment's curves.png: every run's val loss and val clip accuracy against epoch, one
     colour per run (train curves faint, dashed), each run's best epoch marked with a dot.
     histories: {run name: history as in save_curves}."""
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
     fig, (loss, acc) = plt.subplots(1, 2, figsize=(13, 4.4))
@@ -159,7 +159,7 @@ def save_timeline(result, path, key="probabilities"):
     (musicnn's tags), only the rows that are some segment's top label, then the highest means.
     result: predict_output.result()'s dict with its "timeline". Raises OSError when `path` cannot
     be written; the format follows its suffix (png, svg, pdf)."""
-    plt = _pyplot()
+    plt = pyplot()
     timeline = result["timeline"]
     labels = list(result[key])
     silent = np.array([bool(seg.get("silent")) for seg in timeline])
