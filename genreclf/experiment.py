@@ -227,6 +227,11 @@ def result_row(name, seed, metrics, counted=True):
             **({k: metrics.get(k) for k in keys} if counted else {})}
 
 
+def _num(x):
+    """A score in a table: 3 decimals, or "-" where a run has none (an ensemble's segment accuracy)."""
+    return "-" if x is None else f"{x:.3f}"
+
+
 def summarize(root, model, rows, **extra):
     """Every experiment's summary: root/results.json (test clip accuracy of each run with its 95%
     bootstrap CI over clips; mean ± std over runs when there are several; interrupted runs listed
@@ -247,7 +252,7 @@ def summarize(root, model, rows, **extra):
         lo, hi = r["test_clip_accuracy_ci95"]
         table.append(f"| {r['run']}{' (stopped by Ctrl+C)' if r['interrupted'] else ''} | {r['seed']} | "
                      f"{r['test_clip_accuracy']:.3f} ({lo:.3f}-{hi:.3f}) | "
-                     f"{r['test_segment_accuracy']:.3f} | {r['test_macro_f1']:.3f} | {r['test_clips']} |")
+                     f"{_num(r['test_segment_accuracy'])} | {r['test_macro_f1']:.3f} | {r['test_clips']} |")
     if len(done) > 1:
         table.append(f"| **mean ± std over {len(done)} runs** | | **{summary['test_clip_accuracy_mean']:.3f} ± "
                      f"{summary['test_clip_accuracy_std']:.3f}** | | | |")
