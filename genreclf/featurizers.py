@@ -1,6 +1,6 @@
 """Featurizers: what dataset.py computes per clip, each with the spec that keys its cache.
 
-A featurizer has a `name` (the model input it feeds: "mel" or "musicnn"), a `Spec` dataclass that
+A featurizer has a `name` (the model input it feeds: "mel", "musicnn" or "musicnn_mel"), a `Spec` dataclass that
 generates its flags, `sr` (the rate it wants audio at), `key()` (everything that made its output,
 hashed into the cache folder and stored in checkpoints) and `__call__(wave) -> {"segments": ...}`.
 

@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from genreclf import checkpoint, musicnn, recipe
+from conftest import fit_whole_and_resumed
+from genreclf import musicnn
 from genreclf.data import FeatureSet
 from genreclf.experiment import Data
-from genreclf.train import TrainConfig, fit
+from genreclf.train import TrainConfig
 from model import build
 from model.vision import freeze
 
@@ -98,18 +99,7 @@ def test_resume_is_exact(tmp_path, monkeypatch, mode):
     data = Data({}, {}, ["a", "b", "c"], {"musicnn_mel": (FRAMES, 96)}, train, val, val)
     cfg = TrainConfig(model="musicnn_ft", epochs=2, batch_size=4, device="cpu", patience=99, freeze=mode,
                       optimizer="adamw", schedule="cosine", mixup=0.2)
-    fit(cfg, data, tmp_path / "whole")
-    view = recipe.epoch_view
-
-    def interrupt_at_2(fs, cfg, epoch):
-        if epoch == 2:
-            raise KeyboardInterrupt
-        return view(fs, cfg, epoch)
-    monkeypatch.setattr(recipe, "epoch_view", interrupt_at_2)
-    fit(cfg, data, tmp_path / "half")
-    monkeypatch.setattr(recipe, "epoch_view", view)
-    fit(cfg, data, tmp_path / "half", resume=True)
-    a, b = (checkpoint.read(tmp_path / d / "last.pt") for d in ("whole", "half"))
+    a, b = fit_whole_and_resumed(cfg, data, tmp_path, monkeypatch)
     assert a["train_state"]["epoch"] == b["train_state"]["epoch"] == 2
     assert all(torch.equal(a["state"][k], b["state"][k]) for k in a["state"])
     assert a["train_state"]["history"] == b["train_state"]["history"]

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import fit_whole_and_resumed
 from genreclf import checkpoint, recipe
 from genreclf.data import FeatureSet
 from genreclf.errors import UserError
@@ -126,20 +127,7 @@ def test_new_recipe_resumes_exactly(tmp_path, monkeypatch):
     for bit (schedule step, crops, masks, mixup and dropout all continue where they were)."""
     data = data_of(synthetic(n_clips=6), synthetic(n_clips=3, seed=1))
     cfg = TrainConfig(model="baseline", epochs=2, batch_size=4, device="cpu", patience=99, **NEW)
-    fit(cfg, data, tmp_path / "whole")
-    view = recipe.epoch_view
-
-    def interrupt_at_2(fs, cfg, epoch):
-        if epoch == 2:
-            raise KeyboardInterrupt
-        return view(fs, cfg, epoch)
-    monkeypatch.setattr(recipe, "epoch_view", interrupt_at_2)
-    fit(cfg, data, tmp_path / "half")
-    assert checkpoint.read(tmp_path / "half" / "last.pt")["train_state"]["epoch"] == 1
-    monkeypatch.setattr(recipe, "epoch_view", view)
-    fit(cfg, data, tmp_path / "half", resume=True)
-    a = checkpoint.read(tmp_path / "whole" / "last.pt")
-    b = checkpoint.read(tmp_path / "half" / "last.pt")
+    a, b = fit_whole_and_resumed(cfg, data, tmp_path, monkeypatch)
     assert a["train_state"]["history"][-1]["lr"] == b["train_state"]["history"][-1]["lr"]
     assert all(torch.equal(a["state"][k], b["state"][k]) for k in a["state"])
 
