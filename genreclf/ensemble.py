@@ -34,21 +34,28 @@ def members_runs(folder):
     folder (its counted runs). Raises UserError for anything else."""
     folder = Path(folder)
     if (folder / "results.json").exists() and not (folder / "predictions.json").exists():
-        rows = [r for r in json.loads((folder / "results.json").read_text())["runs"] if r.get("counted", True)]
+        rows = [r for r in _json(folder / "results.json")["runs"] if r.get("counted", True)]
         return [(r["run"], r["seed"], folder / r["run"]) for r in rows]
     if (folder / "predictions.json").exists():
         config = folder / "config.json"
-        seed = json.loads(config.read_text())["train"].get("seed") if config.exists() else None
+        seed = _json(config)["train"].get("seed") if config.exists() else None
         return [("", seed, folder)]
     raise UserError(f"{folder}: not a scored run or experiment folder (no predictions.json or results.json): "
                     f"run main.py --do_test on it first")
+
+
+def _json(path):
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(f"{path}: not readable JSON ({type(e).__name__}): re-test the run (main.py --do_test)") from None
 
 
 def _read(folder):
     path = Path(folder) / "predictions.json"
     if not path.exists():
         raise UserError(f"{path}: missing (the run was not tested: main.py --do_test --out {folder})")
-    return json.loads(path.read_text())
+    return _json(path)
 
 
 def average(preds, names):
@@ -127,7 +134,7 @@ def run(members, out):
     write_json(out / NAME, {"members": [str(m) for m in members], "runs": common, "command": " ".join(sys.argv)})
     extra = {}
     if "" not in runs[0]:  # experiments: their folds, and the seeds joined
-        extra = {"folds": json.loads((Path(members[0]) / "results.json").read_text()).get("folds"),
+        extra = {"folds": _json(Path(members[0]) / "results.json").get("folds"),
                  "seeds": sorted({runs[0][name][0] for name in common})}
     return summarize(out, "ensemble", rows, members=[str(m) for m in members], **extra)
 
