@@ -53,9 +53,10 @@ cv: cv-data
 		$(PY) main.py --data-dir $(CV_DATA) --model $$m --epochs $$e $(CV_FLAGS) --out runs/cv-$$m || exit 1; \
 	done
 
-# The training-recipe table (the README's results, docs/training-recipe.md, issue #13): the classic baselines, the seed's recipe
-# and the new one, on the artist-grouped folds of `cv`; rows and flags are in recipe_table.py, which skips
-# the rows whose runs/cv-recipe/<row>/results.json exists. Table: runs/cv-recipe/table.md.
+# The training-recipe table (the README's results, docs/training-recipe.md, issues #13 and #21): the classic baselines, the seed's
+# recipe and the new one, heads on richer musicnn embeddings, the fine-tuned musicnn and ensembles, on the
+# artist-grouped folds of `cv`; rows and flags are in recipe_table.py, which skips the rows whose
+# runs/cv-recipe/<row>/results.json exists and makes the other caches its rows name. Table: runs/cv-recipe/table.md.
 # cv-data links the 187 clips, splits them by artist and caches mel and musicnn features (for cv too).
 .PHONY: cv-data cv-recipe pretrained
 cv-data: .venv/done
@@ -70,8 +71,10 @@ cv-recipe: cv-data
 	$(PY) recipe_table.py --data-dir $(CV_DATA) --out $(RECIPE_OUT)
 
 # The shipped default model (pretrained/, docs/predict.md): the best row of the
-# recipe table, trained on all 187 clips on CPU; prints its size, time and SHA-256 (genreclf/pretrained.py).
-PRETRAINED_FLAGS ?= --model q2 --epochs 30 --optimizer adamw --weight-decay 0.01 --schedule cosine --warmup 1 \
-	--label-smoothing 0.1 --mixup 0.2 --patience 100 --seed 0
+# recipe table, trained on all 187 clips on CPU; prints its size, time and SHA-256, which it writes beside
+# the file (pretrained/genre_musicnn.pt.sha256, checked by genreclf/pretrained.py on every load).
+PRETRAINED_FEATURES ?= --layers max_pool,mean_pool,penultimate,taggram --patch-stats mean,std:max_pool
+PRETRAINED_FLAGS ?= --model musicnn_logreg --seed 0
 pretrained: cv-data   # one thread: the same float sums in the same order, hence the same bytes
-	OMP_NUM_THREADS=1 $(PY) -m genreclf.pretrained --data-dir $(CV_DATA) $(PRETRAINED_FLAGS)
+	OMP_NUM_THREADS=1 $(PY) dataset.py --data-dir $(CV_DATA) --workers $(WORKERS) --features musicnn $(PRETRAINED_FEATURES)
+	OMP_NUM_THREADS=1 $(PY) -m genreclf.pretrained --data-dir $(CV_DATA) $(PRETRAINED_FLAGS) $(PRETRAINED_FEATURES)

@@ -134,7 +134,7 @@ def _musicnn_rows(r):
              f"taggram within {m['musicnn_taggram_max_diff_vs_before']:.0e} of it", "≥ 2x, ≤ 1e-4")]
 
 
-def _bench_checkpoint(folder, kind):
+def _bench_checkpoint(folder, kind, n_classes=8):
     """A checkpoint as main.py saves it, untrained: base2dcnn on log-mel, or q2 on musicnn max_pool."""
     from genreclf import checkpoint
     from genreclf.featurizers import MelFeatures, MusicnnFeatures, MusicnnSpec
@@ -142,12 +142,13 @@ def _bench_checkpoint(folder, kind):
     from model import build
 
     if kind == "base2dcnn":
-        kwargs, features = {"n_classes": 8, "input_shape": {"mel": (128, 172)}}, {"mel": MelFeatures(MelSpec()).key()}
+        kwargs, features = {"n_classes": n_classes, "input_shape": {"mel": (128, 172)}}, {"mel": MelFeatures(MelSpec()).key()}
     else:
-        kwargs, features = {"n_classes": 8, "input_shape": {"musicnn": (753,)}}, {"musicnn": MusicnnFeatures(MusicnnSpec(), MelSpec()).key()}
+        kwargs, features = {"n_classes": n_classes, "input_shape": {"musicnn": (753,)}}, {"musicnn": MusicnnFeatures(MusicnnSpec(), MelSpec()).key()}
     model = build(kind, **kwargs)
     path = Path(folder) / f"{kind}.pt"
-    checkpoint.save(path, model=kind, kwargs=kwargs, genres=list("abcdefgh"), features=features, state=model.state_dict())
+    checkpoint.save(path, model=kind, kwargs=kwargs, genres=[f"g{i}" for i in range(n_classes)], features=features,
+                    state=model.state_dict())
     return path
 
 
@@ -379,23 +380,61 @@ def _augment_rows(r):
              f"({a['train_epoch_s']:.0f} s)", "") for k, v in a["augment_s_per_epoch"].items()]
 
 
-def predict_song():
-    import torch
-    from genreclf import audio, checkpoint, predict
-    from genreclf.featurizers import MelFeatures
-    from genreclf.features import MelSpec
-    from model import build
+SHIPPED_BEFORE = "32e64e2"  # the commit whose pretrained/ held the shipped model before issue 21's retraining
 
-    kwargs = {"n_classes": 8, "input_shape": {"mel": (128, 172)}}
-    model = build("base2dcnn", **kwargs)
+
+def _shipped_before(folder):
+    """Today's shipped model before issue 21 (q2 on max_pool means), from git history; without git
+    history, an untrained q2 of the same shapes (speed does not depend on the weights). Returns (path, how)."""
+    from genreclf import pretrained
+
+    rel = "pretrained/genre_musicnn_q2.pt"
+    r = subprocess.run(["git", "show", f"{SHIPPED_BEFORE}:{rel}"], cwd=REPO, capture_output=True)
+    if r.returncode == 0:
+        path = Path(folder) / "before.pt"
+        path.write_bytes(r.stdout)
+        return path, f"{rel} of commit {SHIPPED_BEFORE}"
+    kwargs = {"n_classes": 10, "input_shape": {"musicnn": (753,)}}
+    return _bench_checkpoint(folder, "q2", kwargs["n_classes"]), f"an untrained twin ({pretrained.FILE.name} not in git history)"
+
+
+def predict_song():
+    """predict on the 3-minute song after start-up: an untrained base2dcnn, and the shipped model
+    against the one shipped before issue 21, interleaved (A B A B), each the best of its rounds."""
+    import torch
+    from genreclf import audio, checkpoint, predict, pretrained
+
     with tempfile.TemporaryDirectory() as d:
-        checkpoint.save(Path(d) / "best.pt", model="base2dcnn", kwargs=kwargs, genres=list("abcdefgh"),
-                        features={"mel": MelFeatures(MelSpec()).key()}, state=model.state_dict())
-        clf = predict.Classifier(*checkpoint.load_model(Path(d) / "best.pt"))
-    clf(MINI / "wav" / "jazz" / "jazz.00000.wav")  # start-up: lazy initialisation, first allocations
+        paths = {"base2dcnn": _bench_checkpoint(d, "base2dcnn"), "shipped": pretrained.checkpoint_path()}
+        paths["shipped_before"], how = _shipped_before(d)
+        clfs = {k: predict.Classifier(*checkpoint.load_model(p)) for k, p in paths.items()}
+    for clf in clfs.values():
+        clf(MINI / "wav" / "jazz" / "jazz.00000.wav")  # start-up: lazy initialisation, first allocations
     sr, frames, channels = audio.info(SONG)
-    return {"predict_3min_s": best_of(lambda: clf(SONG), 3), "predict_song_seconds": frames / sr,
+    times = _interleaved({k: (lambda c=c: c(SONG)) for k, c in clfs.items()}, 3)
+    best = {k: min(v) for k, v in times.items()}
+    return {"predict_3min_s": best["base2dcnn"], "predict_song_seconds": frames / sr, "rounds": times,
+            "predict_shipped_3min_s": best["shipped"], "predict_shipped_before_3min_s": best["shipped_before"],
+            "predict_shipped_ratio": best["shipped"] / best["shipped_before"], "shipped_before": how,
+            "shipped_model": ckpt_name(paths["shipped"]),
             "predict_song_channels": channels, "predict_song_sr": sr, "torch_threads": torch.get_num_threads()}
+
+
+def ckpt_name(path):
+    """`model (inputs)` of a checkpoint, for the table."""
+    from genreclf import checkpoint
+
+    ckpt = checkpoint.read(path)
+    return f"{ckpt['model']} on {', '.join(ckpt['features'])}"
+
+
+def _predict_rows(r):
+    p = r["predict"]
+    song = f"a {p['predict_song_seconds']:.0f} s stereo {p['predict_song_sr']} Hz song"
+    return [(f"predict {song}, Base2DCNN", f"{p['predict_3min_s']:.2f} s", "after start-up", ""),
+            (f"predict {song}, the shipped model ({p['shipped_model']})", f"{p['predict_shipped_3min_s']:.2f} s",
+             f"{p['predict_shipped_ratio']:.2f}x the time of the model shipped before ({p['predict_shipped_before_3min_s']:.2f} s, "
+             f"{p['shipped_before']}), same run, best of 3 interleaved rounds", "< 1.5 s")]
 
 
 def _scale_cache(root, n_clips, segments=2, shape=(128, 172), n_genres=8):
@@ -669,7 +708,7 @@ def loudness():
             emb = {}
             for lv in LEVELS:
                 wave = _load_at_level(clip, lv, Path(work) / "level.wav", musicnn.SR)
-                emb[lv] = {"normalized": mfeat(wave)["clip"], "raw": musicnn.embed(net, wave, mfeat.spec.layer).mean(0)}
+                emb[lv] = {"normalized": mfeat(wave)["clip"], "raw": musicnn.embed(net, wave, mfeat.spec.layers[0]).mean(0)}
             for kind in change:
                 o = emb["original"][kind]
                 change[kind] += [float(np.linalg.norm(emb[lv][kind] - o) / np.linalg.norm(o)) for lv in LEVELS if lv != "original"]
@@ -734,9 +773,8 @@ SECTIONS = {
                                       for name, v in r["training"]["train_segments_per_s"].items()]
                  + [("Base2DCNN epoch, 580 x 7 segments", f"{r['training']['base2dcnn_epoch_projected_s']:.0f} s projected", "", "")],
                  lambda r: {"base2dcnn_epoch_projected_s": r["training"]["base2dcnn_epoch_projected_s"]}),
-    "predict": (predict_song, lambda r: [(f"predict a {r['predict']['predict_song_seconds']:.0f} s stereo {r['predict']['predict_song_sr']} Hz song, Base2DCNN",
-                                          f"{r['predict']['predict_3min_s']:.2f} s", "after start-up", "")],
-                lambda r: {"predict_3min_s": r["predict"]["predict_3min_s"]}),
+    "predict": (predict_song, _predict_rows,
+                lambda r: {k: r["predict"][k] for k in ("predict_3min_s", "predict_shipped_3min_s", "predict_shipped_ratio")}),
     "augment_cost": (augment_cost, _augment_rows, lambda r: {"augment_s_per_epoch": r["augment_cost"]["augment_s_per_epoch"]}),
     "loudness": (loudness, _loudness_rows, lambda r: {"loudness_top1_agreement_min": min(r["loudness"]["top1_agreement"].values()),
                                                       "offset_top1_agreement_min": min(v for o in r["loudness"]["offsets"].values()

@@ -1,7 +1,9 @@
-"""Step 2: extract log-mel (or musicnn) features for every split into a keyed .npy cache.
+"""Step 2: extract log-mel, musicnn embedding or musicnn input features for every split into a keyed .npy cache.
 
     python dataset.py --augment noise,shift,stretch,pitch --segment 4 --workers 2
-    python dataset.py --features musicnn --musicnn-model MSD_musicnn --layer max_pool
+    python dataset.py --features musicnn --musicnn-model MSD_musicnn --layers max_pool
+    python dataset.py --features musicnn --layers max_pool,mean_pool,penultimate,taggram --patch-stats mean,std:max_pool
+    python dataset.py --features musicnn_mel         # musicnn's own log-mel input, for --model musicnn_ft
     python dataset.py --shard 0/4 ... --shard 3/4    # four machines; the last to finish merges
     python dataset.py --merge                        # or merge explicitly once all shards are done
     torchrun --nproc_per_node 4 dataset.py           # each rank computes shard RANK/WORLD_SIZE
@@ -24,7 +26,8 @@ def main():
     add_path_flags(p)
     p.add_argument("--workers", type=checked(int, AT_LEAST_1), default=1, help="processes for extraction (default: 1)")
     p.add_argument("--features", default="mel", choices=sorted(FEATURIZERS),
-                   help="mel spectrograms, or musicnn embeddings on the same segment grid (default: mel)")
+                   help="mel spectrograms, or musicnn embeddings or musicnn's own log-mel input on the same segment grid "
+                        "(default: mel)")
     add_flags(p, MelSpec)
     add_flags(p, MusicnnSpec)
     add_flags(p, AugmentSpec)
@@ -35,6 +38,7 @@ def main():
                    help="write the segment pack and index.json from the shards' clip files, computing nothing")
     args = p.parse_args()
     sys.stdout.reconfigure(errors="backslashreplace")  # a non-UTF-8 file name prints as \xNN, not a crash
+    from_args(MusicnnSpec, args)  # an unknown --layers name is an error whatever --features says
     feat = FEATURIZERS[args.features].from_args(args)
     aug = from_args(AugmentSpec, args)
     if args.merge:

@@ -4,6 +4,7 @@
     python main.py --model base2dcnn --do_test --out runs/base2dcnn-20261125-130000
     python main.py --model q1 --folds 5 --seeds 0,1,2      # mean ± std over folds and seeds
     python main.py --resume runs/q1-20261125-130000         # a run, or an experiment stopped by Ctrl+C
+    python main.py --ensemble runs/cv-q2 runs/cv-base2dcnn --out runs/cv-ens   # mean of their clip probabilities
     torchrun --nproc_per_node 2 main.py --model base2dcnn  # DistributedDataParallel
 """
 import argparse
@@ -12,7 +13,7 @@ import sys
 from dataclasses import fields, replace
 from pathlib import Path
 
-from genreclf import checkpoint, rundata, runlog
+from genreclf import checkpoint, ensemble, rundata, runlog
 from genreclf.checkpoint import newest_run
 from genreclf.config import NON_NEGATIVE, Range, checked, checked_tuple, from_args
 from genreclf.device import dist_info
@@ -42,11 +43,21 @@ def main():
                    help="CSV of `path,group` (path relative to DATA/wav): the artist groups of --folds")
     p.add_argument("--tensorboard", default=None, metavar="DIR",
                    help="also log every epoch to TensorBoard event files under DIR (needs the tensorboard package)")
+    p.add_argument("--ensemble", nargs="+", default=None, metavar="RUN",
+                   help="average the clip probabilities of scored runs (or k-fold/seed experiments) on the same clips, "
+                        "score it as a run in --out (genreclf/ensemble.py)")
     p.set_defaults(device=None)  # None: not given, so --resume keeps the run's saved device
     args = p.parse_args()
     runlog.use_tensorboard(args.tensorboard)  # refused in one line, before any work, without the package
 
+    if args.ensemble:  # no training, no caches: the members' predictions.json
+        if not args.out:
+            raise UserError("--ensemble needs --out DIR, the folder of the ensemble's scores")
+        ensemble.run(args.ensemble, args.out)
+        return
     cfg = from_args(TrainConfig, args, device=args.device or TrainConfig.device)
+    for featurizer in FEATURIZERS.values():  # an unknown --layers name is an error whatever the model
+        from_args(featurizer.Spec, args)
     featurizers = {name: (lambda f=f: f.from_args(args)) for name, f in FEATURIZERS.items()}
     if args.resume:
         run_dir = Path(args.resume)

@@ -24,7 +24,13 @@ from .features import mel_power
 
 SR, N_FFT, HOP, N_MELS, PATCH = 16000, 512, 256, 96, 187  # 187 frames: about 3 s
 MODELS = ("MSD_musicnn", "MTT_musicnn")
-LAYERS = ("max_pool", "mean_pool", "penultimate", "taggram")
+# The layers `layer()` reads, with their width per patch. The first four are the network's outputs;
+# the others are its front-end and mid-end maps, named as in the original extractor's features
+# dict, each pooled over the patch's frames by max and then mean (what the pool layer feeds the
+# dense layer): slices of max_pool and mean_pool, so that a probe can take one part of the network.
+MAPS = {"timbral": (0, 408), "temporal": (408, 561), "cnn1": (561, 625), "cnn2": (625, 689), "cnn3": (689, 753)}
+LAYERS = {"max_pool": 753, "mean_pool": 753, "penultimate": 200, "taggram": 50,
+          **{name: 2 * (b - a) for name, (a, b) in MAPS.items()}}
 REFERENCE = False  # run() on the pre-speed-work path; only bench.py sets it
 FRONT_PATCHES = 2  # patches per front-end pass on CPU (see Musicnn.forward)
 EPS = 1e-3  # TF1 batch_normalization's epsilon (PyTorch's default 1e-5 gives errors up to 16)
@@ -97,22 +103,30 @@ class Musicnn(nn.Module):
 
     def forward(self, x, reference=False):                      # (B, T, 96)
         """reference=True runs the port as it was before the fast path (bench.py compares the two)."""
+        return self.backend(self.frontend(x, reference))
+
+    def frontend(self, x, reference=False):                     # (B, T, 96) -> (B, 561, T)
+        """Input batch-norm and the five front-end blocks, max-pooled over frequency. The fast path
+        runs whenever the front end is in eval mode on CPU, also inside a model whose other parts
+        train (model/musicnn_ft.py with --freeze)."""
         x = self.input_bn(x.unsqueeze(1))                       # (B, 1, T, 96)
-        if reference or self.training or x.device.type != "cpu":
-            front = self._front(x, lambda block, x: block.pooled(x))
-        else:
-            # The front end's activations are 9 MB per patch (204 x 187 x 59 floats): in groups of
-            # FRONT_PATCHES they stay in the 4 MB/core L2 + L3 instead of streaming through memory.
-            # Measured per patch: 1 patch 18 ms, 2: 15 ms, 4-8: 18 ms, 30: 22 ms. With several torch
-            # threads the groups run side by side, one thread each (see _map_threads).
-            # As many groups as a multiple of the thread count, sizes as even as can be (at most
-            # FRONT_PATCHES): one clip's 10 patches on 2 threads are 2+2+1 each, not 3 groups
-            # against 2 with one thread idle for the last (bench.py, one clip at a time: 1.83x -> 2.15x
-            # the old path).
-            n = -(-len(x) // FRONT_PATCHES)
-            n += -n % torch.get_num_threads()
-            groups = [g for g in torch.tensor_split(x, n) if len(g)]
-            front = torch.cat(_map_threads(lambda g: self._front(g, lambda block, x: block.pooled_fast(x)), groups))
+        if reference or self.timbral.training or self.temporal.training or x.device.type != "cpu":
+            return self._front(x, lambda block, x: block.pooled(x))
+        # The front end's activations are 9 MB per patch (204 x 187 x 59 floats): in groups of
+        # FRONT_PATCHES they stay in the 4 MB/core L2 + L3 instead of streaming through memory.
+        # Measured per patch: 1 patch 18 ms, 2: 15 ms, 4-8: 18 ms, 30: 22 ms. With several torch
+        # threads the groups run side by side, one thread each (see _map_threads).
+        # As many groups as a multiple of the thread count, sizes as even as can be (at most
+        # FRONT_PATCHES): one clip's 10 patches on 2 threads are 2+2+1 each, not 3 groups
+        # against 2 with one thread idle for the last (bench.py, one clip at a time: 1.83x -> 2.15x
+        # the old path).
+        n = -(-len(x) // FRONT_PATCHES)
+        n += -n % torch.get_num_threads()
+        groups = [g for g in torch.tensor_split(x, n) if len(g)]
+        return torch.cat(_map_threads(lambda g: self._front(g, lambda block, x: block.pooled_fast(x)), groups))
+
+    def backend(self, front):                                   # (B, 561, T)
+        """Mid-end (three residual 1-D convs) and back-end (pooling, dense, tags) on the front end's maps."""
         c1 = self.midend[0](F.pad(front, (3, 3)))               # (B, 64, T)
         c2 = self.midend[1](F.pad(c1, (3, 3))) + c1             # residuals are added after the BN
         c3 = self.midend[2](F.pad(c2, (3, 3))) + c2
@@ -218,23 +232,47 @@ def load(name="MSD_musicnn"):
     return model.eval()
 
 
-def preprocess(wave):
-    """musicnn's input from mono 16 kHz audio (T,): patches (P, 187, 96) float32.
+def log_mel(wave):
+    """musicnn's input representation of mono 16 kHz audio (T,): (frames, 96) float32, frames = 1 + T // 256.
 
     As musicnn 0.1.0: mel power (n_fft 512, hop 256, 96 bands), cast to float16, then
     log10(10000 x + 1) computed in float32 (float16 arithmetic would overflow to inf on loud
     audio). Powers above float16's largest value (65504) are clamped there first, where the
-    original gives inf and then NaN. Non-overlapping patches; the last partial patch is dropped. Audio shorter than one
-    patch is repeat-padded to 187 frames, the padding musicnn was trained with ("repeat-pad" in
-    its config.json), where the original would crash.
+    original gives inf and then NaN.
     """
     mel = mel_power(torch.as_tensor(np.asarray(wave, dtype=np.float32))[None], SR, N_FFT, HOP, N_MELS)[0].T.numpy()
     mel = np.minimum(mel, np.finfo(np.float16).max).astype(np.float16).astype(np.float32)
-    rep = np.log10(10000 * mel + 1)  # (frames, 96)
+    return np.log10(10000 * mel + 1)
+
+
+def patch_step(overlap=0.0):
+    """Frames between the starts of consecutive patches that share `overlap` seconds. Raises
+    UserError unless 0 <= overlap < the 187-frame patch (2.99 s)."""
+    step = PATCH - int(round(overlap * SR / HOP)) if overlap >= 0 else 0
+    if not 0 < step <= PATCH:
+        raise UserError(f"--musicnn-overlap {overlap:g}: must be at least 0 and shorter than musicnn's "
+                        f"{PATCH * HOP / SR:.2f} s patch ({PATCH} frames)")
+    return step
+
+
+def preprocess(wave, overlap=0.0):
+    """musicnn's input from mono 16 kHz audio (T,): patches (P, 187, 96) float32 of `log_mel`.
+
+    Patches start every patch_step(overlap) frames, consecutive ones sharing `overlap` seconds
+    (0: non-overlapping, as musicnn's extractor by default). The original's `input_overlap` is
+    documented as this overlap but its code uses it as the step between patch starts
+    (extractor.py: range(0, last_frame, overlap)); ours is the overlap. The last partial patch
+    is dropped. Audio shorter than one patch is repeat-padded to 187 frames, the padding musicnn
+    was trained with ("repeat-pad" in its config.json), where the original would crash.
+    """
+    step = patch_step(overlap)
+    rep = log_mel(wave)  # (frames, 96)
     if len(rep) < PATCH:
         rep = np.resize(rep, (PATCH, N_MELS))  # np.resize repeats the rows cyclically
-    n = len(rep) // PATCH
-    return np.ascontiguousarray(rep[: n * PATCH].reshape(n, PATCH, N_MELS))
+    n = 1 + (len(rep) - PATCH) // step
+    if step == PATCH:
+        return np.ascontiguousarray(rep[: n * PATCH].reshape(n, PATCH, N_MELS))
+    return rep[np.arange(n)[:, None] * step + np.arange(PATCH)]
 
 
 @torch.no_grad()
@@ -254,11 +292,20 @@ def run(model, patches, device="cpu", batch=32, reference=None):
     return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
 
 
-def embed(model, wave, layer, device="cpu"):
+def layer(outputs, name):
+    """Layer `name` of LAYERS, (P, LAYERS[name]), from run()'s outputs; a front-end or mid-end
+    map (MAPS) is its slice of max_pool then of mean_pool."""
+    if name in MAPS:
+        a, b = MAPS[name]
+        return np.concatenate([outputs["max_pool"][:, a:b], outputs["mean_pool"][:, a:b]], axis=1)
+    return outputs[name]
+
+
+def embed(model, wave, layer_name, device="cpu"):
     """{layer}: per-patch outputs (P, D) of mono 16 kHz audio, in bounded-memory batches."""
-    return run(model, preprocess(wave), device)[layer]
+    return layer(run(model, preprocess(wave), device), layer_name)
 
 
-def patch_centers(n_patches):
-    """Centre time in seconds of each 187-frame patch."""
-    return (np.arange(n_patches) + 0.5) * PATCH * HOP / SR
+def patch_centers(n_patches, step=PATCH):
+    """Centre time in seconds of each 187-frame patch, patches starting every `step` frames."""
+    return (np.arange(n_patches) * step + PATCH / 2) * HOP / SR

@@ -7,35 +7,64 @@ model card come from `make cv-recipe`), for the fixed number of epochs of its sc
 writes the last epoch's weights as a self-describing checkpoint of plain tensors and lists (no
 optimizer, no paths, no times), so that the same data and flags on the same machine give the same
 bytes. `make pretrained` runs it; see pretrained/MODEL_CARD.md.
+
+Beside the checkpoint it writes X.pt.sha256, one line in `sha256sum`'s format, and the loader
+checks the file against that line, as model hubs keep a checksum beside the weights: a model
+rebuilt on another CPU (other float sums, other bytes) works at once, and a damaged or truncated
+file (a failed copy, a Git LFS pointer instead of the file) is refused in one line. The sidecar
+guards against damage, not against someone who replaces both files.
 """
 import argparse
 import io
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from .download import sha256
 from .errors import UserError
-from .io import atomic_path
+from .io import atomic_path, write_text
 
 REPO = Path(__file__).resolve().parent.parent
-FILE = REPO / "pretrained" / "genre_musicnn_q2.pt"
-SHA256 = "daf00ccb4729646c92ad66baf9e2f9d84f3751993964d188f47a68dda2513dc1"  # make pretrained prints it
+FILE = REPO / "pretrained" / "genre_musicnn.pt"
 CARD = "pretrained/MODEL_CARD.md"
+RESTORE = "restore it with git, or rebuild it with `make pretrained`"
 
 
-def checkpoint_path(path=FILE, expected=SHA256):
-    """The shipped checkpoint's path, after checking its SHA-256 against the one in this file.
-    Raises UserError (one line) when it is missing or differs."""
+def sidecar(path):
+    """The SHA-256 file beside a checkpoint: X.pt -> X.pt.sha256."""
+    path = Path(path)
+    return path.with_name(path.name + ".sha256")
+
+
+def write_sidecar(path):
+    """Write sidecar(path): `<sha256>  <file name>`, as sha256sum prints it. Returns the SHA-256."""
+    digest = sha256(path)
+    write_text(sidecar(path), f"{digest}  {Path(path).name}\n")
+    return digest
+
+
+def expected_sha256(path):
+    """The SHA-256 that sidecar(path) gives for `path`; UserError when it is missing or malformed."""
+    side = sidecar(path)
+    if not side.exists():
+        raise UserError(f"{side}: missing, so {Path(path).name} cannot be checked: {RESTORE}")
+    fields = side.read_text(encoding="utf-8", errors="replace").split()
+    if len(fields) != 2 or fields[1].lstrip("*") != Path(path).name or len(fields[0]) != 64 \
+            or any(c not in "0123456789abcdef" for c in fields[0].lower()):
+        raise UserError(f"{side}: not a `<sha256>  {Path(path).name}` line: {RESTORE}")
+    return fields[0].lower()
+
+
+def checkpoint_path(path=FILE):
+    """The shipped checkpoint's path, after checking its SHA-256 against its sidecar.
+    Raises UserError (one line) when either is missing or they differ."""
     path = Path(path)
     if not path.exists():
-        raise UserError(f"{path}: the shipped model is missing: restore it with git, or rebuild it with `make pretrained`")
-    got = sha256(path)
+        raise UserError(f"{path}: the shipped model is missing: {RESTORE}")
+    expected, got = expected_sha256(path), sha256(path)
     if got != expected:
-        raise UserError(f"{path}: SHA-256 {got[:16]}... is not the shipped model's {expected[:16]}...: the file is "
-                        f"damaged or was rebuilt on another machine (restore it with git, or update SHA256 in "
-                        f"genreclf/pretrained.py after `make pretrained`)")
+        raise UserError(f"{path}: SHA-256 {got[:16]}... is not the {expected[:16]}... of {sidecar(path).name}: the file is "
+                        f"damaged: {RESTORE}")
     return path
 
 
@@ -69,14 +98,14 @@ def build(cfg, caches, out):
     torch.save(ckpt, buf)
     with atomic_path(out) as tmp:
         Path(tmp).write_bytes(buf.getvalue())
-    return time.time() - t0, sha256(out)
+    return time.time() - t0, write_sidecar(out)
 
 
 def main():
     from .config import from_args
     from .experiment import add_training_flags, open_caches
     from .featurizers import FEATURIZERS
-    from .paths import cache_root
+    from .paths import cache_root, split_dir
     from .train import TrainConfig
     from model import inputs_of
 
@@ -86,12 +115,10 @@ def main():
     args = p.parse_args()
     cfg = from_args(TrainConfig, args, device="cpu")  # CPU: the same bytes on every rebuild here
     featurizers = {name: (lambda f=f: f.from_args(args)) for name, f in FEATURIZERS.items()}
-    caches = open_caches(inputs_of(cfg.model), featurizers, cache_root(args))
+    caches = open_caches(inputs_of(cfg.model), featurizers, cache_root(args), args.data_dir, split_dir(args))
     seconds, digest = build(cfg, caches, Path(args.out))
     size = Path(args.out).stat().st_size
-    print(f"{args.out}: {size / 1e6:.2f} MB, built in {seconds:.0f} s, SHA-256 {digest}")
-    if Path(args.out).resolve() == FILE and digest != SHA256:
-        print(f"note: SHA256 in genreclf/pretrained.py is {SHA256}; set it to {digest} to ship this file", file=sys.stderr)
+    print(f"{args.out}: {size / 1e6:.2f} MB, built in {seconds:.0f} s, SHA-256 {digest} (in {sidecar(args.out)})")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
-"""The training recipe around the SGD loop: optimizer, LR schedule, online augmentation, loss,
-and the scikit-learn fit of the classic baselines. train.fit calls these; they hold no state of
-their own, so `--resume` is exact.
+"""The training recipe around the SGD loop: optimizer, LR schedule, online augmentation, loss.
+train.fit calls these; they hold no state of their own, so `--resume` is exact. (The scikit-learn
+heads are fitted in model/classic.py, where they are defined.)
 
 Online augmentation (all off by default, each a TrainConfig flag; order as applied):
     random crop   each training segment's window starts anywhere in [start, start + segment) of
@@ -158,33 +158,3 @@ def mixed_loss(logits, target, label_smoothing=0.0):
     ce = torch.nn.functional.cross_entropy
     loss = ce(logits, ya, label_smoothing=label_smoothing)
     return loss if lam == 1.0 else lam * loss + (1 - lam) * ce(logits, yb, label_smoothing=label_smoothing)
-
-
-# -- scikit-learn models -----------------------------------------------------------------------
-
-def fit_classic(cfg, model, data, run_dir, device, describe, rank=0):
-    """train.fit for a classic baseline (model/classic.py): one scikit-learn fit on the features of
-    every training segment, deterministic for cfg.seed, scored on val like an epoch, saved as
-    best.pt and last.pt (a plain state dict). A --resume refits, which gives the same numbers."""
-    from . import checkpoint
-    from .data import batches
-    from .metrics import predict_segments, score
-
-    feats, ys = [], []
-    with torch.no_grad():
-        for xs, y in batches(data.train, 256):
-            feats.append(model.features(*[xs[k] for k in model.inputs]).numpy())
-            ys.append(y.numpy())
-    model.fit_sklearn(np.concatenate(feats), np.concatenate(ys), seed=cfg.seed)
-    model.to(device)
-    train_probs, train_loss = predict_segments(model, data.train, device)
-    probs, val_loss = predict_segments(model, data.val, device)
-    val = score(probs, data.val, data.genres)
-    record = {"epoch": 1, "train_loss": train_loss, "train_accuracy": float((train_probs.argmax(1) == data.train.y).mean()),
-              "val_loss": val_loss, "val_clip_accuracy": val["clip_accuracy"],
-              "val_segment_accuracy": val["segment_accuracy"], "lr": 0.0}
-    state = {"epoch": 1, "best": val["clip_accuracy"], "best_loss": val_loss, "bad_epochs": 0, "history": [record]}
-    if rank == 0:
-        checkpoint.save(run_dir / "best.pt", **describe, state=model.state_dict(), epoch=1, val=record)
-        checkpoint.save(run_dir / "last.pt", **describe, state=model.state_dict(), train_state=state)
-    return state

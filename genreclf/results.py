@@ -161,7 +161,7 @@ def summarize(root, model, rows, groups_file=None, **extra):
             continue
         lo, hi = r["test_clip_accuracy_ci95"]
         table.append(f"| {r['run']}{' (stopped by Ctrl+C)' if r['interrupted'] else ''} | {r['seed']} | "
-                     f"{r['test_clip_accuracy']:.3f} ({lo:.3f}-{hi:.3f}) | {r['test_segment_accuracy']:.3f} | "
+                     f"{r['test_clip_accuracy']:.3f} ({lo:.3f}-{hi:.3f}) | {_num(r['test_segment_accuracy'])} | "
                      f"{r['test_macro_f1']:.3f} ({r.get('test_macro_f1_genres') or '?'}) | {r['test_clips']} |")
     if len(done) > 1:
         table.append(f"| **mean ± std over {len(done)} runs** | | **{summary['test_clip_accuracy_mean']:.3f} ± "
@@ -182,6 +182,11 @@ def summarize(root, model, rows, groups_file=None, **extra):
     write_text(root / "results.md", "\n".join(table) + "\n")
     log.info("\n" + "\n".join(table))
     return summary
+
+
+def _num(x):
+    """A score in a table: 3 decimals, or "-" where a run has none (an ensemble's segment accuracy)."""
+    return "-" if x is None else f"{x:.3f}"
 
 
 def seeds_per_clip(counts):

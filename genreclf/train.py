@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from model import MODELS
+from model import MODELS, classic
 from model.vision import keep_frozen_in_eval
 
 from . import checkpoint, recipe, runlog
@@ -81,8 +81,8 @@ def fit(cfg, data, run_dir, resume=False):
     model, kwargs = make_model(cfg, data, pretrained=not resume)
     describe = {"model": cfg.model, "kwargs": kwargs, "features": data.features, "genres": data.genres,
                 "config": asdict(cfg)}
-    if hasattr(model, "fit_sklearn"):  # the classic baselines: one scikit-learn fit instead of SGD
-        return recipe.fit_classic(cfg, model, data, run_dir, device, describe, rank)
+    if hasattr(model, "fit_sklearn"):  # the classic heads: one scikit-learn fit instead of SGD
+        return classic.fit(cfg, model, data, run_dir, device, describe, rank)
     return Trainer(cfg, data, run_dir, model, device, describe).run(resume)
 
 

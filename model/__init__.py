@@ -2,14 +2,15 @@
 
     model = build("resnet34", n_classes=8, input_shape={"mel": (128, 172)})
 
-A model's `inputs` (e.g. ("mel",) or ("mel", "musicnn")) tells the data pipeline which caches
+A model's `inputs` (e.g. ("mel",), ("mel", "musicnn") or ("musicnn_mel",)) tells the data pipeline which caches
 to load; its forward takes them in that order and returns logits (B, n_classes).
 """
 from functools import partial
 
-from .classic import MfccSVM, MusicnnSVM
+from .classic import MfccSVM, MusicnnLogReg, MusicnnSVM
 from .cnn import Base2DCNN, Baseline, Q1
 from .mlp import Q2
+from .musicnn_ft import MusicnnFT
 from .vision import VisionMusicnn, VisionNet
 
 VISION = ("vgg13", "vgg16", "vgg19", "resnet18", "resnet34", "resnet50", "resnet101")
@@ -21,8 +22,10 @@ MODELS = {
     "q2": Q2,
     **{arch: partial(VisionNet, arch) for arch in VISION},
     "resnet34_musicnn": partial(VisionMusicnn, "resnet34"),
-    "mfcc_svm": MfccSVM,        # scikit-learn baselines: fitted by fit_sklearn, not by SGD
+    "musicnn_ft": MusicnnFT,    # the musicnn encoder itself, fine-tuned on its own log-mel input
+    "mfcc_svm": MfccSVM,        # scikit-learn heads: fitted by model/classic.fit, not by SGD
     "musicnn_svm": MusicnnSVM,
+    "musicnn_logreg": MusicnnLogReg,
 }
 
 

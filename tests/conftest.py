@@ -96,3 +96,24 @@ def trained_run(mini3, tmp_path_factory):
     r = run_script("main.py", "--data-dir", MINI, "--work-dir", mini3, "--model", "baseline", "--epochs", 1, "--out", run)
     assert r.returncode == 0, r.stderr
     return run
+
+
+def fit_whole_and_resumed(cfg, data, tmp_path, monkeypatch):
+    """Train `cfg` on `data` in one go (tmp_path/whole), and again with Ctrl+C at the start of epoch
+    2 then --resume (tmp_path/half). Returns the two last.pt checkpoints (whole, resumed)."""
+    from genreclf import checkpoint, recipe
+    from genreclf.train import fit
+
+    fit(cfg, data, tmp_path / "whole")
+    view = recipe.epoch_view
+
+    def interrupt_at_2(fs, cfg, epoch):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return view(fs, cfg, epoch)
+    monkeypatch.setattr(recipe, "epoch_view", interrupt_at_2)
+    fit(cfg, data, tmp_path / "half")
+    assert checkpoint.read(tmp_path / "half" / "last.pt")["train_state"]["epoch"] == 1
+    monkeypatch.setattr(recipe, "epoch_view", view)
+    fit(cfg, data, tmp_path / "half", resume=True)
+    return checkpoint.read(tmp_path / "whole" / "last.pt"), checkpoint.read(tmp_path / "half" / "last.pt")

@@ -77,3 +77,20 @@ def test_a_genre_without_training_segments_is_a_clear_error():
     model = build("musicnn_svm", n_classes=3, input_shape={"musicnn": (4,)})
     with pytest.raises(UserError, match=r"genre indices \[2\]"):
         model.fit_sklearn(np.random.default_rng(0).normal(size=(10, 4)), np.arange(10) % 2)
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_logistic_head_reproduces_sklearn_predict_proba(n_classes):
+    X, y = blobs(n_classes, n=30 * n_classes, dim=20)
+    model = build("musicnn_logreg", n_classes=n_classes, input_shape={"musicnn": (20,)})
+    pipe = model.fit_sklearn(X, y)
+    assert [type(s).__name__ for _, s in pipe.steps] == ["StandardScaler", "LogisticRegression"]
+    Xt, yt = blobs(n_classes, n=100, dim=20, seed=1)
+    Xt = Xt.astype(np.float32)
+    with torch.no_grad():
+        probs = torch.softmax(model(torch.from_numpy(Xt)).double(), dim=1).numpy()
+    np.testing.assert_allclose(probs, pipe.predict_proba(Xt), atol=1e-6)
+    assert (probs.argmax(1) == pipe.predict(Xt)).all()
+    assert 1.2 / n_classes < (probs.argmax(1) == yt).mean() < 1  # above chance (1 / n_classes), and not trivially
+    state = model.state_dict()
+    assert set(state) == {"mean", "scale", "pca_mean", "pca", "coef", "intercept"} and state["coef"].shape == (n_classes, 20)

@@ -24,12 +24,15 @@ def synthetic(n_clips, segs_per_clip, seed, signal=3.0):
     y = np.repeat(np.arange(len(GENRES)), n_clips * segs_per_clip)
     mel = rng.normal(size=(n, N_MELS, FRAMES)).astype(np.float32)
     emb = rng.normal(size=(n, EMB)).astype(np.float32)
+    musicnn_mel = rng.uniform(0, 3, size=(n, FRAMES, 96)).astype(np.float32)  # musicnn's own 96-band input
     band, block = N_MELS // len(GENRES), EMB // len(GENRES)
     for g in range(len(GENRES)):
         mel[y == g, g * band:(g + 1) * band] += signal
         emb[y == g, g * block:(g + 1) * block] += signal
+        musicnn_mel[y == g, :, g * 24:(g + 1) * 24] += signal
     clip = np.arange(n) // segs_per_clip
-    return FeatureSet({"mel": mel, "musicnn": emb}, y, clip, [f"clip{i}" for i in range(n // segs_per_clip)])
+    return FeatureSet({"mel": mel, "musicnn": emb, "musicnn_mel": musicnn_mel}, y, clip,
+                      [f"clip{i}" for i in range(n // segs_per_clip)])
 
 
 @pytest.fixture(autouse=True)
@@ -42,14 +45,14 @@ def no_checkpoints(monkeypatch):
 def data_for(model, train, val):
     names = inputs_of(model)
     keep = lambda fs: FeatureSet({k: fs.x[k] for k in names}, fs.y, fs.clip, fs.clip_ids)  # noqa: E731
-    shape = {"mel": (N_MELS, FRAMES), "musicnn": (EMB,)}
+    shape = {"mel": (N_MELS, FRAMES), "musicnn": (EMB,), "musicnn_mel": (FRAMES, 96)}
     return Data({}, {}, GENRES, {k: shape[k] for k in names}, keep(train), keep(val), keep(val))
 
 
-# one model per family: 1D CNNs, the 2D CNN, the musicnn MLP, torchvision ResNet, the fusion model
-# (the fusion model's ResNet-34 over 12 steps is steadier at a lower learning rate)
+# one model per family: 1D CNNs, the 2D CNN, the musicnn MLP, torchvision ResNet, the fusion model,
+# the fine-tuned musicnn (the fusion model's ResNet-34 over 12 steps is steadier at a lower learning rate)
 FAMILIES = [("baseline", 1e-3), ("q1", 1e-3), ("base2dcnn", 1e-3), ("q2", 1e-3), ("resnet18", 1e-3),
-            ("resnet34_musicnn", 3e-4)]
+            ("resnet34_musicnn", 3e-4), ("musicnn_ft", 1e-3)]
 
 
 @pytest.mark.parametrize("model, lr", FAMILIES)

@@ -7,7 +7,7 @@ from genreclf.errors import UserError
 from model import MODELS, build, inputs_of
 from model.vision import freeze, imagenet_state_dict
 
-SHAPES = {"mel": (128, 172), "musicnn": (753,)}
+SHAPES = {"mel": (128, 172), "musicnn": (753,), "musicnn_mel": (249, 96)}
 
 
 def make(name, n_classes=8):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import fit_whole_and_resumed
 from genreclf import checkpoint, recipe
 from genreclf.data import FeatureSet
 from genreclf.errors import UserError
@@ -126,20 +127,7 @@ def test_new_recipe_resumes_exactly(tmp_path, monkeypatch):
     for bit (schedule step, crops, masks, mixup and dropout all continue where they were)."""
     data = data_of(synthetic(n_clips=6), synthetic(n_clips=3, seed=1))
     cfg = TrainConfig(model="baseline", epochs=2, batch_size=4, device="cpu", patience=99, **NEW)
-    fit(cfg, data, tmp_path / "whole")
-    view = recipe.epoch_view
-
-    def interrupt_at_2(fs, cfg, epoch):
-        if epoch == 2:
-            raise KeyboardInterrupt
-        return view(fs, cfg, epoch)
-    monkeypatch.setattr(recipe, "epoch_view", interrupt_at_2)
-    fit(cfg, data, tmp_path / "half")
-    assert checkpoint.read(tmp_path / "half" / "last.pt")["train_state"]["epoch"] == 1
-    monkeypatch.setattr(recipe, "epoch_view", view)
-    fit(cfg, data, tmp_path / "half", resume=True)
-    a = checkpoint.read(tmp_path / "whole" / "last.pt")
-    b = checkpoint.read(tmp_path / "half" / "last.pt")
+    a, b = fit_whole_and_resumed(cfg, data, tmp_path, monkeypatch)
     assert a["train_state"]["history"][-1]["lr"] == b["train_state"]["history"][-1]["lr"]
     assert all(torch.equal(a["state"][k], b["state"][k]) for k in a["state"])
 
@@ -174,7 +162,7 @@ def test_overlapping_windows_every_hop_within_each_clip():
         overlapping(both, 0.5, spec)
 
 
-def test_shipped_model_rebuilds_to_the_same_bytes_and_is_checked_by_sha256(mini3, tmp_path):
+def test_shipped_model_rebuilds_to_the_same_bytes_and_is_checked_by_its_sha256_sidecar(mini3, tmp_path):
     from genreclf import pretrained
 
     caches = {"musicnn": next((mini3 / "cache").glob("musicnn-*"))}
@@ -182,16 +170,27 @@ def test_shipped_model_rebuilds_to_the_same_bytes_and_is_checked_by_sha256(mini3
     _, sha_a = pretrained.build(cfg, caches, tmp_path / "a.pt")
     _, sha_b = pretrained.build(cfg, caches, tmp_path / "b.pt")
     assert sha_a == sha_b
-    assert pretrained.checkpoint_path(tmp_path / "a.pt", sha_a) == tmp_path / "a.pt"
+    assert (tmp_path / "a.pt.sha256").read_text() == f"{sha_a}  a.pt\n"  # sha256sum's format
+    assert pretrained.checkpoint_path(tmp_path / "a.pt") == tmp_path / "a.pt"
     ckpt = torch.load(tmp_path / "a.pt", weights_only=True)  # plain tensors and lists
     assert ckpt["trained_on"]["clips"] == 21 and "optimizer" not in ckpt
     blob = bytearray((tmp_path / "a.pt").read_bytes())
     blob[-100] ^= 1
     (tmp_path / "a.pt").write_bytes(bytes(blob))
-    with pytest.raises(UserError, match="SHA-256 .* is not the shipped model's"):
-        pretrained.checkpoint_path(tmp_path / "a.pt", sha_a)
+    with pytest.raises(UserError, match=r"SHA-256 .* is not the .* of a.pt.sha256: the file is damaged"):
+        pretrained.checkpoint_path(tmp_path / "a.pt")
+    # a rebuild with other bytes (another CPU) writes its own sidecar and is taken at once
+    _, sha_c = pretrained.build(replace(cfg, seed=1), caches, tmp_path / "a.pt")
+    assert sha_c != sha_a and pretrained.checkpoint_path(tmp_path / "a.pt") == tmp_path / "a.pt"
+    (tmp_path / "a.pt.sha256").write_text("not a checksum\n")
+    with pytest.raises(UserError, match="not a `<sha256>  a.pt` line"):
+        pretrained.checkpoint_path(tmp_path / "a.pt")
+    (tmp_path / "a.pt.sha256").unlink()
+    with pytest.raises(UserError, match="a.pt.sha256: missing"):
+        pretrained.checkpoint_path(tmp_path / "a.pt")
     with pytest.raises(UserError, match="missing"):
-        pretrained.checkpoint_path(tmp_path / "gone.pt", sha_a)
+        pretrained.checkpoint_path(tmp_path / "gone.pt")
+    assert pretrained.checkpoint_path() == pretrained.FILE  # the shipped file matches its shipped sidecar
 
 
 def test_predict_hop_adds_overlapping_windows_in_time_order(trained_run, wav_factory):
@@ -222,7 +221,7 @@ def test_predict_without_a_checkpoint_or_run_uses_the_shipped_model(tmp_path, wa
     path = wav_factory("tone.wav", sine(440, 9, 22050))
     r = run_script("predict.py", path, "--workers", 0, "--format", "json", cwd=tmp_path)  # tmp_path has no runs/
     assert r.returncode == 0, r.stderr
-    assert r.stderr.count("\n") == 1 and "using the shipped model pretrained/genre_musicnn_q2.pt" in r.stderr
+    assert r.stderr.count("\n") == 1 and f"using the shipped model pretrained/{pretrained.FILE.name}" in r.stderr
     import json
     assert set(json.loads(r.stdout)[0]["probabilities"]) == {"blues", "classical", "country", "disco", "hiphop", "jazz",
                                                             "metal", "pop", "reggae", "rock"}
