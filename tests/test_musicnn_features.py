@@ -7,7 +7,7 @@ from genreclf import musicnn
 from genreclf.config import digest
 from genreclf.errors import UserError
 from genreclf.featurizers import FEATURIZERS, MusicnnFeatures, MusicnnMelFeatures, MusicnnMelSpec, MusicnnSpec
-from genreclf.features import MelSpec, normalize_loudness
+from genreclf.features import MelSpec, level, normalize_loudness
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def net():
 
 
 def test_default_spec_keeps_todays_cache_key_and_features(wave, net):
-    feat = MusicnnFeatures(MusicnnSpec(), MelSpec())
+    feat = MusicnnFeatures(MusicnnSpec(), MelSpec(remove_dc=False))  # --no-remove-dc: the features of before
     key = feat.key()
     # the key of every musicnn cache and checkpoint made before layer lists: same dict, same folder name
     assert key == {"features": "musicnn", "musicnn_model": "MSD_musicnn", "layer": "max_pool",
@@ -48,7 +48,7 @@ def test_layers_and_statistics_concatenate_layer_by_layer(wave, net):
     assert spec.dim == 2 * 50 + 3 * 128
     feat = MusicnnFeatures(spec, MelSpec())
     out = feat(wave)
-    patches = musicnn.preprocess(normalize_loudness(wave, 16000, -23.0), overlap=2.0)
+    patches = musicnn.preprocess(level(wave, 16000, MelSpec()), overlap=2.0)
     ref = musicnn.run(net, patches)
     tags = ref["taggram"]
     cnn3 = np.concatenate([ref["max_pool"][:, 689:], ref["mean_pool"][:, 689:]], axis=1)  # max then mean over time
@@ -97,7 +97,7 @@ def test_bad_specs_are_one_line_errors(bad, match):
 def test_musicnn_mel_segments_are_musicnn_log_mel_on_the_mel_grid(wave):
     feat = MusicnnMelFeatures(MusicnnMelSpec(), MelSpec())
     out = feat(wave)["segments"]
-    rep = musicnn.log_mel(normalize_loudness(wave, 16000, -23.0))
+    rep = musicnn.log_mel(level(wave, 16000, MelSpec()))
     seg = feat.segment_seconds * 16000 / 256  # 249.6 frames
     assert out.shape == (3, 249, 96) and feat.frames == 249
     for k in range(3):
