@@ -1,7 +1,6 @@
 """Segment- and clip-level evaluation. A clip's prediction is the mean of its segments' softmax."""
 import numpy as np
 import torch
-from sklearn.metrics import classification_report, confusion_matrix
 
 from .data import batches
 from .stats import macro_f1
@@ -37,6 +36,8 @@ def score(seg_probs, fs, genres):
     """Accuracies, macro-F1, per-class report and confusion matrix (clip level). macro-F1 averages
     the genres present in these clips (stats.macro_f1): a fold without reggae is not marked down
     for it; "macro_f1_genres" says how many were averaged. The report lists every genre."""
+    from sklearn.metrics import classification_report, confusion_matrix  # here: 0.7 s that --help need not pay
+
     cp = clip_probs(seg_probs, fs.clip, len(fs.clip_ids))
     truth, pred = clip_labels(fs), cp.argmax(1)
     labels = list(range(len(genres)))

@@ -20,10 +20,6 @@ from . import plots
 from .errors import UserError
 from .io import write_text
 
-# matplotlib is imported now, with the training code, not at the first epoch's end: a Ctrl+C that
-# lands inside that import leaves it half-made, and the run's last curves.png would then fail.
-plots.pyplot()
-
 HISTORY = "history.csv"
 CURVES = "curves.png"
 COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_clip_accuracy", "val_segment_accuracy",

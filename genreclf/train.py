@@ -107,6 +107,11 @@ class Trainer:
         steps = len(batch_plan(len(data.train), cfg.batch_size, rank=self.rank, world=self.world))
         self.sched = recipe.Schedule(self.opt, cfg, steps)
         self.state = {"epoch": 0, "best": -1.0, "best_loss": float("inf"), "bad_epochs": 0, "history": []}
+        # What the loop imports on first use (scikit-learn's metrics at validation, matplotlib at the
+        # epoch's end), imported now: a Ctrl+C inside a first import leaves the module half-made, and
+        # the test or the last curves.png after the Ctrl+C would then fail.
+        import sklearn.metrics  # noqa: F401
+        runlog.plots.pyplot()
 
     def run(self, resume=False):
         cfg, state = self.cfg, self.state

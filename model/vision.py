@@ -9,15 +9,21 @@ import sys
 from pathlib import Path
 
 import torch
-import torchvision
 from torch import nn
 
 from .blocks import Head
 
 
+def _models():
+    """torchvision.models, imported on first use: torchvision imports torch._dynamo (about 1 s on
+    our CPUs), which every script would pay at start-up for models most runs never build."""
+    import torchvision.models
+    return torchvision.models
+
+
 def _stem_and_head(net):
     """(first conv's parent, its attribute name, the classifier's parent, its attribute name)."""
-    if isinstance(net, torchvision.models.ResNet):
+    if isinstance(net, _models().ResNet):
         return net, "conv1", net, "fc"
     return net.features, "0", net.classifier, "6"  # VGG
 
@@ -53,11 +59,11 @@ class VisionNet(nn.Module):
         self.arch = arch
         self.norm = nn.BatchNorm2d(1)
         self.n_classes = n_classes
-        self._adapt(torchvision.models.get_model(arch, weights=None), pretrained=False)
+        self._adapt(_models().get_model(arch, weights=None), pretrained=False)
 
     def _adapt(self, net, pretrained):
         """Fit a torchvision net to 1-channel mel segments and our classes; becomes self.net."""
-        if not isinstance(net, torchvision.models.ResNet):
+        if not isinstance(net, _models().ResNet):
             _vgg_one_by_one_pool(net, pretrained)
         self.net = net
         stem_parent, stem, head_parent, head = _stem_and_head(self.net)
@@ -67,7 +73,7 @@ class VisionNet(nn.Module):
 
     def load_imagenet(self, state_dict):
         """Load a torchvision ImageNet state dict (3-channel stem, 1000 classes), then re-adapt."""
-        net = torchvision.models.get_model(self.arch, weights=None)
+        net = _models().get_model(self.arch, weights=None)
         net.load_state_dict(state_dict)
         self._adapt(net, pretrained=True)
 
@@ -76,7 +82,7 @@ class VisionNet(nn.Module):
         return getattr(parent, name)
 
     def last_block(self):
-        return self.net.layer4 if isinstance(self.net, torchvision.models.ResNet) else self.net.features[-5:]
+        return self.net.layer4 if isinstance(self.net, _models().ResNet) else self.net.features[-5:]
 
     def forward(self, mel):                            # (B, n_mels, T)
         return self.net(self.norm(mel.unsqueeze(1)))   # (B, n_classes)
@@ -135,7 +141,7 @@ def check_fits(arch, state, source):
     from genreclf.errors import UserError
 
     with torch.device("meta"):  # shapes only: no memory for the weights
-        want = {k: v.shape for k, v in torchvision.models.get_model(arch, weights=None).state_dict().items()}
+        want = {k: v.shape for k, v in _models().get_model(arch, weights=None).state_dict().items()}
     missing = [k for k in want if k not in state]
     extra = [k for k in state if k not in want]
     shapes = [k for k in want if k in state and tuple(state[k].shape) != tuple(want[k])]
@@ -163,7 +169,7 @@ def imagenet_state_dict(arch, weights_file=None):
             raise UserError(f"{weights_file}: not a readable state dict, truncated or corrupt ({why})")
         check_fits(arch, state, weights_file)
         return state
-    weights = torchvision.models.get_model_weights(arch).DEFAULT
+    weights = _models().get_model_weights(arch).DEFAULT
     target = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
     corrupt = ""
     if target.exists() and _read_state_dict(target)[0] is None:
