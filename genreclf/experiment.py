@@ -9,6 +9,8 @@ over seeds or folds with a mean ± std summary.
                                     (the plan, for --resume), results.json, results.md and
                                     curves.png (the runs overlaid) beside them
 """
+import contextlib
+import functools
 import json
 import logging
 import sys
@@ -98,6 +100,18 @@ def setup_logging(run_dir):
         log.addHandler(h)
 
 
+def _held(fn):
+    """`fn(cfg, caches, folder, ...)` with its run or experiment folder held by rank 0 while it runs
+    (lock.hold_folder: a second main.py on the folder is refused in one line), released when it
+    returns or raises, and by the OS if the process dies."""
+    @functools.wraps(fn)
+    def holding(cfg, caches, folder, *args, **kwargs):
+        with hold_folder(folder) if dist_info()[0] == 0 else contextlib.nullcontext():
+            return fn(cfg, caches, folder, *args, **kwargs)
+    return holding
+
+
+@_held
 def run(cfg, caches, run_dir, do_train=True, do_test=True, resume=False, assignment=None, extra_config=None,
         augment=True, test_if_interrupted=True, groups_file=None):
     """One run in `run_dir`. Returns its metrics dict ("interrupted": True after Ctrl+C; the test
@@ -105,7 +119,6 @@ def run(cfg, caches, run_dir, do_train=True, do_test=True, resume=False, assignm
     re-tested, loads its pinned clips (see rundata.py), whatever the split files say now. The test
     CI resamples the artists of the test clips (`groups_file`, else GTZAN's; see run_stats)."""
     rank, _, _ = dist_info()
-    held = hold_folder(run_dir) if rank == 0 else None  # until this returns; before the log, which a second would share
     setup_logging(run_dir)
     seed_everything(cfg.seed)
     pinned = rundata.read(run_dir) if (resume or not do_train) else None
@@ -201,6 +214,7 @@ def plan(cfg, caches, seeds=(), folds=0, groups_file=None):
     return jobs
 
 
+@_held
 def repeat(cfg, caches, root, seeds=(), folds=0, groups_file=None, resume=False):
     """Repeat a run over seeds and/or folds; write root/results.json and root/results.md.
     Ctrl+C stops the whole experiment: the current run keeps best.pt and is marked interrupted
@@ -210,7 +224,6 @@ def repeat(cfg, caches, root, seeds=(), folds=0, groups_file=None, resume=False)
     root/experiment.json: finished runs are kept, the interrupted one resumes."""
     rank, _, _ = dist_info()
     root = Path(root)
-    held = hold_folder(root) if rank == 0 else None  # until this returns (a second main.py is refused)
     setup_logging(root)  # root/train.log: how folds were made, and where the experiment stopped
     if resume:
         exp = json.loads((root / EXPERIMENT).read_text())

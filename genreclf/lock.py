@@ -82,8 +82,8 @@ class Lock:
 
 def hold_folder(folder, what="main.py", alternative="choose another --out"):
     """Refuse, with one line, a folder (a run or experiment folder) that another live process
-    holds; else take it. Returns the Lock: the folder is held until it is released or dropped
-    (keep it in a local: it goes when the function that took it returns) or the process ends."""
+    holds; else take it. Returns the Lock, a context manager: the folder is held until the `with`
+    block ends (experiment._held), it is released, or the process ends."""
     folder = Path(folder)
     lock = Lock(folder / ".lock")
     if not lock.take(wait=False):
