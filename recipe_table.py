@@ -121,7 +121,10 @@ def seed0(root, name):
     row does not get, so rows are compared on one seed each."""
     from genreclf.results import pooled_predictions, with_groups
 
-    exp = json.loads((root / name / "experiment.json").read_text())
+    folder = root / name
+    if (folder / "ensemble.json").exists():  # an ensemble's folds and groups are its members'
+        folder = Path(json.loads((folder / "ensemble.json").read_text())["members"][0])
+    exp = json.loads((folder / "experiment.json").read_text())
     runs = [r["run"] for r in json.loads((root / name / "results.json").read_text())["runs"]
             if r["seed"] == 0 and r.get("counted", True)]
     return with_groups(pooled_predictions(root / name, runs), exp.get("groups"))

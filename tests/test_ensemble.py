@@ -93,3 +93,18 @@ def test_experiments_with_other_seeds_join_on_the_runs_they_share(tmp_path, caps
     other = write_experiment(tmp_path / "other", {"seed2-fold0": one["seed0-fold0"]})
     with pytest.raises(UserError, match="an ensemble joins the same runs"):
         ensemble.run([str(x), str(other)], tmp_path / "e")
+
+
+def test_the_recipe_table_reads_an_ensemble_row(tmp_path, monkeypatch):
+    """An ensemble folder has no experiment.json of its own: its folds and groups are its members'."""
+    import recipe_table
+
+    g = ["a", "b", "c"]
+    runs = lambda p: {"seed0-fold0": (g, CLIPS[:2], TRUE[:2], p[:2]), "seed0-fold1": (g, CLIPS[2:], TRUE[2:], p[2:])}  # noqa: E731
+    for name, p in (("x", [[1, 0, 0], [1, 0, 0], [0, 0, 1], [1, 0, 0]]), ("y", [[0, 0, 1], [0, 1, 0], [0, 0, 1], [0, 1, 0]])):
+        write_experiment(tmp_path / name, runs(p))
+        (tmp_path / name / "experiment.json").write_text(json.dumps({"groups": None, "train": {"model": "q2"}}))
+    monkeypatch.chdir(tmp_path)  # members are named as recipe_table names them: relative to where it runs
+    ensemble.run(["x", "y"], "x+y")
+    pooled = recipe_table.seed0(tmp_path, "x+y")
+    assert pooled["clip_ids"] == CLIPS and pooled["pred"] == ["a", "a", "c", "a"] and len(pooled["groups"]) == 4  # ties: the first genre
