@@ -1,7 +1,7 @@
 """Issue 21's layer-set exploration: scikit-learn heads on column slices of one musicnn cache.
 
-    OMP_NUM_THREADS=1 python docs/notes/issue-21-probe.py --data-dir work/gtzan187 \
-        --cache work/gtzan187/cache/musicnn-05262d0545 --sets base,L5,L4std --heads svm,logreg
+    OMP_NUM_THREADS=1 python docs/musicnn_layer_probe.py --data-dir work/gtzan187 \
+        --cache work/gtzan187/cache/musicnn-<hash>-<data id> --sets L5,L4std --heads svm,logreg
 
 The cache must hold layers max_pool,mean_pool,penultimate,taggram with --patch-stats mean,std,max
 (a superset): each layer set below is a choice of its columns, so one extraction serves every set.
@@ -19,10 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root
 from genreclf import musicnn  # noqa: E402
-from genreclf.data import load_clips, read_index  # noqa: E402
+from genreclf.data import read_index  # noqa: E402
 from genreclf.experiment import kfold_assignments  # noqa: E402
+from genreclf.rundata import load_clips  # noqa: E402
 from model import build  # noqa: E402
 
 LAYERS = ("max_pool", "mean_pool", "penultimate", "taggram")  # the superset cache's layers, each x (mean, std, max)
