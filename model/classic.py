@@ -208,7 +208,7 @@ class MusicnnSVM(SVMClassifier):
 
 class MusicnnLogReg(LogRegClassifier):
     """musicnn embedding standardized, multinomial logistic regression (no PCA: the L2 penalty
-    regularizes; C = 0.1, of 1, 0.1 and 0.01 tried on the artist-grouped folds, docs/notes/issue-21.md).
+    regularizes; C = 0.1, of 1, 0.1 and 0.01 tried on the artist-grouped folds, docs/musicnn.md).
     musicnn (B, D) -> logits (B, n_classes)."""
     inputs = ("musicnn",)
     features = MusicnnSVM.features

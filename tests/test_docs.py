@@ -3,8 +3,7 @@ import re
 
 from conftest import REPO
 
-# docs/notes/ holds other branches' drafts for the docs, folded in by hand; only published pages count
-PAGES = [REPO / "README.md"] + sorted(p for p in (REPO / "docs").rglob("*.md") if "notes" not in p.relative_to(REPO / "docs").parts)
+PAGES = [REPO / "README.md"] + sorted((REPO / "docs").rglob("*.md"))
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 
 
