@@ -9,8 +9,9 @@ import argparse
 import sys
 
 from genreclf import splits
-from genreclf.download import download_gtzan
+from genreclf.clips import empty_genres, genre_of
 from genreclf.config import NON_NEGATIVE, checked
+from genreclf.download import download_gtzan
 from genreclf.errors import run_cli
 from genreclf.groups import groups_for, is_gtzan, overlap_report
 from genreclf.paths import add_path_flags, split_dir
@@ -51,10 +52,10 @@ def main():
     out = split_dir(args)
     meta = {"split": args.split, "group_by": args.group_by, "groups": args.groups, "seed": args.seed, "val_per_class": args.val_per_class,
             "test_per_class": args.test_per_class, "data_dir": str(args.data_dir), "missing": missing,
-            "genres": sorted({splits.genre_of(q) for q in parts["train"] + parts["test"]})}
+            "genres": sorted({genre_of(q) for q in parts["train"] + parts["test"]})}
     splits.write_split(parts, out, meta)
     print(splits.count_table(parts))
-    for line in splits.empty_genres(parts, sorted({splits.genre_of(q) for part in parts.values() for q in part})).values():
+    for line in empty_genres(parts, sorted({genre_of(q) for part in parts.values() for q in part})).values():
         print(f"warning: {line}: main.py will refuse to train on this split", file=sys.stderr)
     if groups is None and is_gtzan([splits.clip_id(q) for q in parts["train"] + parts["test"]]):
         ids = [splits.clip_id(q) for part in parts.values() for q in part]

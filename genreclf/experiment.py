@@ -21,6 +21,7 @@ from pathlib import Path
 from . import checkpoint, rundata, runlog
 from . import data as D
 from .clips import empty_genres
+from .device import dist_info
 from .errors import UserError
 from .groups import grouped_folds, groups_for
 from .identity import check_caches, open_cache
@@ -29,7 +30,6 @@ from .lock import hold_folder
 from .plots import save_confusion
 from .results import result_row, retested, run_stats, summarize, with_groups
 from .stats import over
-from .device import dist_info
 from .train import TrainConfig, divergence_message, fit, seed_everything, test
 
 log = logging.getLogger("genreclf")

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import GENRES_8, GENRES_10, REPO
-from .clips import PARTS, clip_id, empty_genres, genre_of  # noqa: F401 (empty_genres: split_data.py)
+from .clips import PARTS, clip_id, genre_of
 from .errors import UserError
 from .groups import grouped_random_split, groups_for, is_gtzan
 from .io import atomic_path, write_json

@@ -65,7 +65,7 @@ def test_two_data_folders_with_one_name_get_a_cache_each(tmp_path, capsys):
 
 def test_a_stale_split_is_refused_but_a_run_keeps_its_pinned_clips(tiny):
     data, work = tiny
-    cache = build(data, work)
+    build(data, work)
     caches = experiment.open_caches(["mel"], FEATURIZERS, work / "cache", data, work / "split")
     run = work / "run"
     experiment.run(TrainConfig(model="baseline", epochs=1, device="cpu"), caches, run, do_test=False)  # pins its clips
