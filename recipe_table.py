@@ -7,7 +7,8 @@ richer musicnn embeddings, the fine-tuned musicnn, and ensembles of rows.
     python recipe_table.py --table-only                              # the table of what has run
 
 Each row runs `main.py ... --folds 5 --seeds S --out runs/cv-recipe/<row>` unless that folder
-already holds results.json (delete it to rerun), after `dataset.py` has made the caches its
+already holds results.json (delete it to rerun; a row stopped midway, with experiment.json but no
+results.json, goes on with `main.py --resume`), after `dataset.py` has made the caches its
 feature flags name (a no-op when they exist; timed apart). An ensemble row runs `main.py --ensemble`
 on its member rows' folders (run first). Rows that take under a minute a run get seeds 0,1,2, the
 others seed 0. The table (runs/cv-recipe/table.md) gives per row clip accuracy and macro-F1 as
@@ -100,13 +101,17 @@ def run_row(name, data_dir, root, seeds=None):
         cache_minutes = (time.time() - t) / 60
         cmd = [sys.executable, "main.py", "--data-dir", str(data_dir), "--model", model, "--epochs", str(epochs),
                *flags.split(), *features.split(), "--folds", "5", "--seeds", seeds or row_seeds, "--out", str(out)]
+    resumed = (out / "experiment.json").exists() and name not in ENSEMBLES
+    if resumed:  # an interrupted row (Ctrl+C, a reboot) goes on from its finished runs; its minutes are the rest's only
+        cmd = [sys.executable, "main.py", "--resume", str(out)]
     print(f"{name}: {' '.join(cmd[1:])}", flush=True)
     t, cpu = time.time(), _children_cpu()
     r = subprocess.run(cmd, stdout=subprocess.DEVNULL)
     if r.returncode:
         raise UserError(f"{out}: main.py exited with {r.returncode} (see {out}/*/train.log)")
     write_text(out / "timing.json", json.dumps({"wall_minutes": (time.time() - t) / 60, "cpu_minutes": (_children_cpu() - cpu) / 60,
-                                                "cache_minutes": cache_minutes, "load_average_1min_after": os.getloadavg()[0]}) + "\n")
+                                                "cache_minutes": cache_minutes, "load_average_1min_after": os.getloadavg()[0],
+                                                "resumed": resumed}) + "\n")
 
 
 def _children_cpu():
@@ -188,7 +193,7 @@ def row_summary(root, name):
             "pooled_acc": float(correct.mean()), "pooled_ci": bootstrap_ci(correct, pooled["groups"]),
             "resampled": resampled(pooled["groups"]), "pooled_f1": macro_f1(pooled["true"], pooled["pred"]),
             "clips": len(correct), "minutes": timing.get("wall_minutes", float("nan")),
-            "cpu_minutes": timing.get("cpu_minutes", float("nan"))}
+            "cpu_minutes": timing.get("cpu_minutes", float("nan")), "resumed": timing.get("resumed", False)}
 
 
 def table(root):
@@ -204,9 +209,10 @@ def table(root):
         lines.append(f"| {s['row']} | {s['model']} | {s['inputs']} | {s['recipe']} | {s['epochs']} "
                      f"| {s['seeds']} | {s['runs']} | {s['acc'][0]:.3f} ± {s['acc'][1]:.3f} | {s['f1'][0]:.3f} ± {s['f1'][1]:.3f} "
                      f"| {s['pooled_acc']:.3f} ({s['pooled_ci'][0]:.3f}-{s['pooled_ci'][1]:.3f}) | {s['pooled_f1']:.3f} "
-                     f"| {s['minutes']:.1f} | {s['cpu_minutes']:.1f} |")
+                     f"| {s['minutes']:.1f}{' (resumed)' * s['resumed']} | {s['cpu_minutes']:.1f} |")
     lines += ["", f"Total: {sum(s['minutes'] for s in summaries):.1f} wall minutes, {sum(s['cpu_minutes'] for s in summaries):.1f} CPU minutes "
-              f"(main.py only; the feature caches are timed apart: make cv-data, and each row's timing.json cache_minutes)."]
+              f"(main.py only; the feature caches are timed apart: make cv-data, and each row's timing.json cache_minutes)"
+              + ("; a resumed row's minutes are those after its resume" if any(s["resumed"] for s in summaries) else "") + "."]
     if summaries:
         lines += [f"CIs: 95% percentile bootstrap over {over(*summaries[0]['resampled'])} of seed 0's {summaries[0]['clips']} "
                   f"clips, paired in the comparisons below; McNemar's exact test is on clips."]

@@ -51,7 +51,10 @@ def pooled_predictions(root, run_names, say=print):
     if not have:
         return None
     files = [root / n / PREDICTIONS for n in have]
-    return stats.pool([json.loads(f.read_text()) for f in files], [str(f) for f in files])
+    p = stats.pool([json.loads(f.read_text()) for f in files], [str(f) for f in files])
+    if p.get("groups_from", "").startswith("artists from"):  # its count of unknown-artist clips was the first run's
+        p["groups_from"] = groups_for(p["clip_ids"])[1]
+    return p
 
 
 def load(folder, say=print):

@@ -108,3 +108,19 @@ def test_the_recipe_table_reads_an_ensemble_row(tmp_path, monkeypatch):
     ensemble.run(["x", "y"], "x+y")
     pooled = recipe_table.seed0(tmp_path, "x+y")
     assert pooled["clip_ids"] == CLIPS and pooled["pred"] == ["a", "a", "c", "a"] and len(pooled["groups"]) == 4  # ties: the first genre
+
+
+def test_the_recipe_table_resumes_a_row_stopped_midway(tmp_path, monkeypatch):
+    """A row with experiment.json but no results.json (Ctrl+C, a reboot) goes on with main.py --resume,
+    not from scratch, and its timing says so."""
+    import subprocess
+
+    import recipe_table
+
+    (tmp_path / "q2-old").mkdir()
+    (tmp_path / "q2-old" / "experiment.json").write_text("{}")
+    calls = []
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: calls.append(cmd) or subprocess.CompletedProcess(cmd, 0))
+    recipe_table.run_row("q2-old", tmp_path / "data", tmp_path)
+    assert calls[-1][1:] == ["main.py", "--resume", str(tmp_path / "q2-old")]
+    assert json.loads((tmp_path / "q2-old" / "timing.json").read_text())["resumed"] is True

@@ -267,6 +267,24 @@ def test_seeds_are_not_clips(tmp_path):
     assert pooled["pred"] == ["a", "b"] and pooled["probs"][0] == pytest.approx([0.675, 0.325])
 
 
+def test_pooled_folds_count_unknown_artists_over_all_their_clips(tmp_path):
+    """Folds pooled into one prediction per clip say how many of *all* the clips have no known artist,
+    not how many the first fold had."""
+    from genreclf import results
+    from genreclf.groups import groups_for
+
+    folds = {"fold0": ["classical/classical.00059", "classical/classical.00000"],
+             "fold1": ["country/country.00002", "country/country.00030"]}  # three of the four: unknown artist
+    for run, ids in folds.items():
+        write_experiment(tmp_path, [run], ids, ["a", "b"], ["a", "b"])
+        p = json.loads((tmp_path / run / "predictions.json").read_text())
+        p["groups"], p["groups_from"] = groups_for(ids)
+        (tmp_path / run / "predictions.json").write_text(json.dumps(p))
+    (tmp_path / "results.json").write_text(json.dumps({"runs": [{"run": r} for r in folds]}))
+    assert "1 clips of unknown artist" in groups_for(folds["fold0"])[1]
+    assert "3 clips of unknown artist" in results.load(tmp_path)["groups_from"]
+
+
 def test_artist_bootstrap_is_wider_when_an_artists_clips_move_together():
     """40 clips: one artist's 10 all wrong together, 30 clips of 30 other artists (20 right)."""
     from genreclf.stats import bootstrap_ci, resampled

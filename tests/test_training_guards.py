@@ -15,7 +15,7 @@ from genreclf.errors import UserError
 from genreclf.experiment import diverged_fields
 from genreclf.groups import grouped_folds
 from genreclf.io import to_json, write_json
-from genreclf.splits import empty_genres
+from genreclf.clips import empty_genres
 from genreclf.train import Trainer, TrainConfig, fit
 from test_learning import data_for, synthetic
 
