@@ -61,8 +61,10 @@ def _quiet_stderr():
 
 
 def _reason(e):
-    """libsndfile's first line, unless it misleads (it says "does not exist" for a bad MP3)."""
-    text = str(e).splitlines()[0] if str(e) else type(e).__name__
+    """libsndfile's first line, unless it misleads (it says "does not exist" for a bad MP3),
+    without soundfile's "Error opening b'<path>': " in front: the line already names the file."""
+    text = getattr(e, "error_string", None) or str(e)  # error_string: libsndfile's words alone
+    text = text.splitlines()[0] if text else type(e).__name__
     text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return "" if "does not exist" in text else f" ({text[:120]})"
 
@@ -243,8 +245,9 @@ def find_audio(paths):
     formats (`audio_like`: m4a, wma, ...) gets a problem line `<path>: left out: ...`, and other
     files there (covers, notes) are ignored. Nothing is skipped in silence: `problems` holds one line
     `<path>: <what>` for every missing path, dangling link, unreadable folder, explicitly given
-    non-audio file, link loop, and each clip present in several formats in one folder (x.wav and
-    x.mp3: the first in PREFERENCE is kept, lossless before lossy; that line says `kept`).
+    non-audio file (or audio in a format we do not read), link loop, and each clip present in
+    several formats in one folder (x.wav and x.mp3: the first in PREFERENCE is kept, lossless
+    before lossy; that line says `kept`).
     Explicitly given files keep their order; each folder's files come sorted.
     """
     files, problems, seen = [], [], set()
@@ -259,6 +262,8 @@ def find_audio(paths):
                 problems.append(f"{shown(p)}: no audio files found ({', '.join(AUDIO_EXTS)})")
         elif p.suffix.lower() in AUDIO_EXTS:
             files.append(p)
+        elif audio_like(p):  # the words a folder's file gets, without "left out": a given file is an error
+            problems.append(f"{shown(p)}: {p.suffix} is not a format we read (readable: {', '.join(AUDIO_EXTS)})")
         else:
             problems.append(f"{shown(p)}: not an audio file (readable: {', '.join(AUDIO_EXTS)})")
     unique = list(dict.fromkeys(files))  # the same file given twice is classified once

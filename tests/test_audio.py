@@ -22,6 +22,7 @@ def test_stereo_is_averaged_and_resampled(wav_factory):
     ("bad.wav", b"RIFF" + bytes(200), "corrupt or unreadable"),
     ("bad.mp3", b"\xff\xfb" + bytes(500), "corrupt or unreadable audio$"),
     ("notes.txt", b"hello", "unsupported format"),
+    ("text.wav", b"hello", r"text\.wav: corrupt or unreadable audio \(Format not recognised\.\)$"),
 ])
 def test_bad_files_name_the_file_and_problem(tmp_path, name, content, message):
     path = tmp_path / name
@@ -29,7 +30,17 @@ def test_bad_files_name_the_file_and_problem(tmp_path, name, content, message):
         path.write_bytes(content)
     with pytest.raises(AudioError, match=message) as e:
         load(path, 22050)
-    assert str(path) in str(e.value)
+    assert str(path) in str(e.value) and str(e.value).count(name) == 1  # soundfile's b'<path>' is left out
+
+
+def test_a_given_file_in_a_format_we_do_not_read_says_so_as_in_a_folder(tmp_path):
+    (tmp_path / "in").mkdir()
+    for song in (tmp_path / "song.m4a", tmp_path / "in" / "song.m4a"):
+        song.write_bytes(b"")
+    files, problems = find_audio([tmp_path / "song.m4a", tmp_path / "in"])
+    assert files == [] and problems[0] == (f"{tmp_path / 'song.m4a'}: .m4a is not a format we read "
+                                           "(readable: .wav, .flac, .ogg, .oga, .opus, .mp3, .au, .aiff, .aif)")
+    assert problems[1] == f"{tmp_path / 'in' / 'song.m4a'}: left out: {problems[0].split(': ', 1)[1]}"
 
 
 def test_silence_is_refused_unless_allowed(wav_factory):
