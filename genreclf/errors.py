@@ -6,6 +6,7 @@ too: the user fixes them by writing elsewhere or freeing space, not by reading a
 `run_cli` applies it to whatever a script raises, so every write in every stage is covered.
 """
 import errno
+import os
 import sys
 
 # errno -> (cause, which remedy: "elsewhere" for a place we may not write, "space" for a full disk)
@@ -48,9 +49,15 @@ def numba_cache_error(e):
 
 def run_cli(main, elsewhere="another folder", again="rerun"):
     """Run `main()`; print a UserError (or a storage failure, see storage_error) as `error: ...`
-    and exit 2, never a traceback. `elsewhere` and `again`: this script's remedies."""
+    and exit 2, never a traceback. `elsewhere` and `again`: this script's remedies. When the reader
+    of standard output goes away (`| head`), exit quietly with 141, as a tool killed by SIGPIPE."""
     try:
         code = main()
+        sys.stdout.flush()  # here, not at exit, so that a closed pipe is caught below
+    except BrokenPipeError:
+        # Python docs, "Note on SIGPIPE": point stdout at devnull, or the flush at exit fails again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)
     except UserError as e:
         _fail(e)
     except (OSError, RuntimeError) as e:

@@ -13,6 +13,7 @@ yields results in input order. On CPU each worker decodes, featurizes (`prepare`
 model (`finish`) on one torch thread; with CUDA the workers decode and featurize while this
 process runs the model. Calling a runner on one path does both steps in this process.
 """
+import signal
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -36,7 +37,8 @@ def choose_checkpoint(given, runs="runs"):
     one's own, so that training something does not quietly change what `predict.py song.mp3` says.
     "last": best.pt of the newest run under `runs` (checkpoint.newest_run). A run folder: its
     best.pt. A file: taken as a checkpoint (checkpoint.read refuses anything else in one line).
-    Raises UserError for "last" with no run, a folder without best.pt, an audio file, a missing path."""
+    Raises UserError for "last" with no run, a folder without best.pt (saying when it is an
+    ensemble or a diverged run), a file named as audio, a missing path."""
     from . import pretrained
     from .checkpoint import newest_run
 
@@ -54,22 +56,47 @@ def choose_checkpoint(given, runs="runs"):
     if path.is_dir():
         if (path / "best.pt").is_file():
             return path / "best.pt", None
-        runs_inside = sorted(p.parent.name for p in path.glob("*/best.pt"))
-        hint = f" (an experiment: pass one of its runs, such as {path / runs_inside[0]})" if runs_inside else ""
-        raise UserError(f"--checkpoint {audio.shown(path)}: a folder without best.pt, so not a run folder{hint}")
+        raise UserError(f"--checkpoint {audio.shown(path)}: {_not_a_run(path)}")
     if not path.exists():
         raise UserError(f"--checkpoint {audio.shown(path)}: no such file or folder "
                         "(give a run folder, a .pt checkpoint, or `last` for the newest run)")
-    if path.suffix.lower() in audio.AUDIO_EXTS:
-        raise UserError(f"--checkpoint {audio.shown(path)}: an audio file, not a checkpoint: give it as a PATH, and "
-                        "--checkpoint a run folder or a .pt file (or leave it out for the shipped model)")
+    if path.suffix.lower() in audio.AUDIO_EXTS or audio.audio_like(path):  # judged by the name alone
+        raise UserError(f"--checkpoint {audio.shown(path)}: not a checkpoint: {path.suffix} is an audio extension; "
+                        "give songs as PATHs, and --checkpoint a run folder or a .pt file (or leave it out for "
+                        "the shipped model)")
     return path, None
+
+
+def _not_a_run(folder):
+    """Why a folder without best.pt is not a model: an ensemble (ensemble.json), a run that
+    diverged (metrics.json says so, and it kept no weights), an experiment (runs inside), or not a
+    run folder at all."""
+    import json
+
+    from .ensemble import NAME as ENSEMBLE
+
+    if (folder / ENSEMBLE).is_file():
+        try:
+            members = json.loads((folder / ENSEMBLE).read_text(encoding="utf-8"))["members"]
+        except (OSError, ValueError, KeyError, TypeError):
+            members = []
+        such = f", such as {members[0]}" if members else ""
+        return f"an ensemble, which has no single model predict.py can run: pass one of its members{such}"
+    try:
+        diverged = json.loads((folder / "metrics.json").read_text(encoding="utf-8")).get("diverged")
+    except (OSError, ValueError, AttributeError):
+        diverged = False
+    if diverged:
+        return "this run diverged and kept no model (no best.pt): retrain it with a lower --lr"
+    runs_inside = sorted(p.parent.name for p in folder.glob("*/best.pt"))
+    hint = f" (an experiment: pass one of its runs, such as {folder / runs_inside[0]})" if runs_inside else ""
+    return f"a folder without best.pt, so not a run folder{hint}"
 
 
 class Classifier:
     """A checkpoint's model with the featurizers its inputs were trained on."""
 
-    def __init__(self, model, ckpt, device="cpu", hop=0.0):
+    def __init__(self, model, ckpt, device="cpu", hop=None):
         self.model = model.to(device).eval()
         self.genres = ckpt["genres"]
         self.device = device
@@ -77,9 +104,9 @@ class Classifier:
         first = next(iter(self.featurizers.values()))
         self.segment_s = first.segment_seconds  # all share one grid: 3.99 s for 4 s (172 frames of 512 samples)
         self.segment_set = (first.mel if hasattr(first, "mel") else first.spec).segment  # what the user set: 4 s
-        if hop and not 0 < hop <= self.segment_set:
+        if hop is not None and not 0 < hop <= self.segment_set:  # None: the segment grid alone
             raise UserError(f"--hop {hop:g}: must be more than 0 and at most the {self.segment_set:g} s segment")
-        self.hop = hop
+        self.hop = hop or 0.0
 
     def chunk_starts(self, duration, chunk_s):
         """Start times (s) of the chunks to featurize. With --hop, the whole grid again from every
@@ -203,6 +230,9 @@ _WORKER = {}  # per worker process: the runner, inherited through the pool initi
 
 def _init_worker(runner, finish):
     torch.set_num_threads(1)  # N workers x N threads would oversubscribe the cores
+    # Ctrl+C reaches the whole process group: the main process handles it and stops the workers,
+    # which would otherwise each print a KeyboardInterrupt traceback
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _WORKER.update(runner=runner, finish=finish)
 
 
@@ -227,7 +257,8 @@ def predict_many(runner, paths, workers=2):
     threads spends much of it at OpenMP barriers). Batching segments across files did not pay
     on CPU either: base2dcnn on 70 segments at once cost more per segment than on 7. On CUDA
     the workers decode and featurize, and this process runs the model (forked workers must not
-    touch CUDA). workers == 0: all in this process, one file after the other.
+    touch CUDA). workers == 0: all in this process, one file after the other. Ctrl+C, or closing
+    the generator, cancels the files not started and terminates the workers (which ignore SIGINT).
     """
     if workers <= 0 or len(paths) < 2:
         for path in paths:
@@ -246,12 +277,19 @@ def predict_many(runner, paths, workers=2):
                              initializer=_init_worker, initargs=(runner, in_worker)) as pool:
         todo = iter(paths)
         pending = deque((path, pool.submit(_prepare, path)) for _, path in zip(range(workers + 1), todo))
-        while pending:
-            path, future = pending.popleft()
-            nxt = next(todo, None)
-            if nxt is not None:
-                pending.append((nxt, pool.submit(_prepare, nxt)))
-            out, error, warnings = future.result()
-            if out is not None and not in_worker:
-                out = runner.finish(out)
-            yield path, out, error, warnings
+        try:
+            while pending:
+                path, future = pending.popleft()
+                nxt = next(todo, None)
+                if nxt is not None:
+                    pending.append((nxt, pool.submit(_prepare, nxt)))
+                out, error, warnings = future.result()
+                if out is not None and not in_worker:
+                    out = runner.finish(out)
+                yield path, out, error, warnings
+        except BaseException:  # Ctrl+C, or the caller closing us: stop now, not after the files under way
+            for _, future in pending:
+                future.cancel()
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):  # no public way before 3.14
+                proc.terminate()
+            raise

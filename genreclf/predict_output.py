@@ -5,17 +5,20 @@
     failure  {"path", "error"}: no probabilities, so that JSON and CSV list every input file
 
 Musicnn's tags (--musicnn-tags) use "tag" and "tags" where genres use "genre" and "probabilities".
-A segment the Classifier found silent (out["silent"]) has "top": "silence", "silent": true and no
-probabilities in the timeline, and is left out of the file's mean.
+A segment the Classifier found silent (out["silent"]) has "top": "silence", "silent": true and
+null probabilities in the timeline (the key is kept, so every segment has the same keys), and is
+left out of the file's mean.
 """
 import csv
+import errno
 import io
+import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from .audio import shown
+from .audio import AUDIO_EXTS, audio_like, shown
 from .errors import UserError
 from .io import to_json
 from .plots import LABEL_NAME as LABEL
@@ -40,7 +43,7 @@ def result(path, out, labels, top_k, timeline, key="probabilities"):
         for (a, b), p, quiet in zip(out["segments"], probs, silent):
             seg = {"start": round(a, 3), "end": round(b, 3)}
             if quiet:
-                seg.update(top=SILENCE, silent=True)
+                seg.update(top=SILENCE, **{key: None}, silent=True)
             else:
                 seg.update(top=labels[int(p.argmax())], **{key: {g: float(x) for g, x in zip(labels, p)}})
                 if "silent" in out:
@@ -56,6 +59,12 @@ def failure(path, error):
     return {"path": name, "error": error[len(name) + 2:] if error.startswith(name + ": ") else error}
 
 
+def one_line(text):
+    """`text` with its control characters (a newline in a file name) escaped as repr does (\\n),
+    so that a line of the table, or of stderr, stays one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def as_table(records, key):
     """One line per classified file (`path  (30.0 s)  metal 0.84, rock 0.06, ...`) and, with a
     timeline, one indented line per segment. Failed files are left out: they are on stderr."""
@@ -64,7 +73,7 @@ def as_table(records, key):
         if "error" in r:
             continue
         top = ", ".join(f"{t[LABEL[key]]} {t['probability']:.2f}" for t in r["top"])
-        lines.append(f"{r['path']}  ({r['duration']:.1f} s)  {top}")
+        lines.append(f"{one_line(r['path'])}  ({r['duration']:.1f} s)  {top}")
         for seg in r.get("timeline", []):
             lines.append(f"    {seg['start']:7.2f}-{seg['end']:7.2f} s  {seg['top']}")
     return "\n".join(lines)
@@ -89,18 +98,29 @@ def as_csv(records, labels, key):
             w.writerow([r["path"], *blank, r["error"]])
         elif per_segment:
             for seg in r["timeline"]:
-                cells = [f"{seg[key][g]:.6f}" for g in labels] if key in seg else [""] * len(labels)
+                cells = [f"{seg[key][g]:.6f}" for g in labels] if seg.get(key) else [""] * len(labels)
                 w.writerow([r["path"], seg["start"], seg["end"], seg["top"], *cells, ""])
         else:
             w.writerow([r["path"], r["duration"], r["top"][0][LABEL[key]], *(f"{r[key][g]:.6f}" for g in labels), ""])
     return buf.getvalue().rstrip("\n")
 
 
+def check_output_target(path, inputs):
+    """predict.py --output: refuse, before any work, a file that would replace a song or cannot be
+    written: one of the input files, a name with an audio extension (the table, JSON or CSV would
+    overwrite audio, or pass for it), and what check_writable refuses. Raises UserError (one line)."""
+    path = Path(path)
+    if path.exists() and any(os.path.exists(f) and os.path.samefile(path, f) for f in inputs):
+        raise UserError(f"--output {shown(path)}: is one of the input files, and would be overwritten: name a new file")
+    if path.suffix.lower() in AUDIO_EXTS or audio_like(path):
+        raise UserError(f"--output {shown(path)}: {path.suffix} is an audio extension, and predict.py writes text: "
+                        "name a .txt, .json or .csv file")
+    check_writable("--output", path)
+
+
 def check_plot_target(path, n_files):
     """predict.py --plot: refuse, before any work, a picture that cannot be drawn: several files,
-    a format not offered, or a folder that cannot be written (tried with a temporary file, which
-    also catches a read-only file system where the permission bits say yes, and running as root).
-    Raises UserError (one line)."""
+    a format not offered, or what check_writable refuses. Raises UserError (one line)."""
     path = Path(path)
     if n_files > 1:
         raise UserError(f"--plot draws one file's timeline, and {n_files} files were given or found: pass one file")
@@ -108,11 +128,23 @@ def check_plot_target(path, n_files):
         raise UserError(f"--plot {path}: a folder; name the picture's file, such as {path / 'timeline.png'}")
     if path.suffix.lower() not in (".png", ".svg", ".pdf"):
         raise UserError(f"--plot {path}: name a .png (or .svg, .pdf) file")
+    check_writable("--plot", path)
+
+
+def check_writable(flag, path):
+    """Refuse a file that cannot be written: a folder, a file inside a file, a folder in which no
+    file can be made (tried with a temporary file, which also catches a read-only file system where
+    the permission bits say yes, running as root, and /proc). A missing folder is made, as the
+    atomic write would. Raises UserError (one line)."""
+    if path.is_dir():
+        raise UserError(f"{flag} {shown(path)}: a folder; name a file, such as {shown(path / 'predictions.txt')}")
     if path.parent.exists() and not path.parent.is_dir():
-        raise UserError(f"--plot {path}: {path.parent} is a file, not a folder")
+        raise UserError(f"{flag} {shown(path)}: {shown(path.parent)} is a file, not a folder")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=path.parent).close()
     except OSError as e:
-        raise UserError(f"--plot {path}: its folder {path.parent} cannot be written ({e.strerror}): "
+        # /proc and the like exist but take no new file: ENOENT would read "no such file" there
+        why = "it takes no new files" if e.errno == errno.ENOENT and path.parent.is_dir() else e.strerror
+        raise UserError(f"{flag} {shown(path)}: its folder {shown(path.parent)} cannot be written ({why}): "
                         "choose another place") from None

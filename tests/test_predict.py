@@ -234,12 +234,20 @@ def test_checkpoint_choice(wav_factory, tmp_path):
     assert choose_checkpoint("last", runs=runs)[0] == runs / "new" / "best.pt"
     assert choose_checkpoint(str(runs / "old"), runs=runs) == (runs / "old" / "best.pt", None)  # a run folder
     song = wav_factory("song.wav", sine(440, 5, 22050))
-    for given, words in ((runs.parent, "a folder without best.pt"), (song, "an audio file, not a checkpoint"),
+    (tmp_path / "text.wav").write_text("not audio")  # judged by its name: what it is not, whatever it holds
+    (tmp_path / "diverged").mkdir()
+    (tmp_path / "diverged" / "metrics.json").write_text('{"diverged": true}')
+    (tmp_path / "ens").mkdir()
+    (tmp_path / "ens" / "ensemble.json").write_text('{"members": ["runs/a", "runs/b"]}')
+    for given, words in ((runs.parent, "a folder without best.pt"), (song, "not a checkpoint: .wav is an audio extension"),
+                         (tmp_path / "text.wav", "not a checkpoint: .wav is an audio extension"),
+                         (tmp_path / "diverged", "this run diverged and kept no model"),
+                         (tmp_path / "ens", "an ensemble, which has no single model .* such as runs/a"),
                          (tmp_path / "gone.pt", "no such file or folder")):
         with pytest.raises(UserError, match=words):
             choose_checkpoint(str(given), runs=runs)
     r = run_script("predict.py", song, "--checkpoint", song)  # the issue's WAV as --checkpoint: one line, no exception name
-    assert r.returncode == 2 and r.stderr.strip().splitlines() == [r.stderr.strip()] and "an audio file" in r.stderr
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [r.stderr.strip()] and "not a checkpoint" in r.stderr
 
 
 def test_silent_segments_have_no_genre_and_stay_out_of_the_mean(tmp_path):
@@ -250,9 +258,142 @@ def test_silent_segments_have_no_genre_and_stay_out_of_the_mean(tmp_path):
     out = {"duration": 12.0, "segments": [(0, 4), (4, 8), (8, 12)], "probs": probs, "silent": np.array([False, True, False])}
     r = result(tmp_path / "f.wav", out, ["jazz", "metal"], 2, timeline=True)
     assert r["probabilities"] == pytest.approx({"jazz": 0.55, "metal": 0.45})  # segments 1 and 3 only
-    assert r["timeline"][1] == {"start": 4, "end": 8, "top": "silence", "silent": True}
+    assert r["timeline"][1] == {"start": 4, "end": 8, "top": "silence", "probabilities": None, "silent": True}
     assert r["timeline"][2]["top"] == "metal" and r["timeline"][2]["silent"] is False
     rows = list(csv.DictReader(io.StringIO(as_csv([r], ["jazz", "metal"], "probabilities"))))
     assert [row["top"] for row in rows] == ["jazz", "silence", "metal"] and rows[1]["jazz"] == ""
     save_timeline(r, tmp_path / "t.png")
     assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+class FakeRunner:
+    """A runner of two genres that needs no model: every file is one 4 s segment, jazz 0.3, metal
+    0.7; a file named stop.wav is where Ctrl+C is pressed."""
+    genres = ["jazz", "metal"]
+
+    def prepare(self, path, on_warning=None):
+        if path.name == "stop.wav":
+            raise KeyboardInterrupt
+        return path
+
+    def finish(self, prepared):
+        return {"duration": 4.0, "segments": [(0.0, 4.0)], "probs": np.array([[0.3, 0.7]])}
+
+
+@pytest.fixture
+def predict_main(monkeypatch, tmp_path):
+    """predict.py's main() in this process on FakeRunner: run(*argv) -> exit code; empty .wav
+    files named in argv are made under tmp_path (nothing decodes them)."""
+    import predict as script
+
+    monkeypatch.setattr(script, "_runner", lambda args, device: (FakeRunner(), "probabilities"))
+    monkeypatch.chdir(tmp_path)
+
+    def run(*argv):
+        for a in argv:
+            if a.endswith(".wav"):
+                (tmp_path / a).touch()
+        monkeypatch.setattr("sys.argv", ["predict.py", *argv])
+        return script.main()
+    return run
+
+
+def test_ctrl_c_writes_the_finished_files_and_exits_130(predict_main, tmp_path, capsys):
+    code = predict_main("a.wav", "stop.wav", "c.wav", "--workers", "0", "--format", "json", "--output", "out.json")
+    assert code == 130
+    assert [r["path"] for r in json.loads((tmp_path / "out.json").read_text())] == ["a.wav"]
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "interrupted: 1 of 3 files done; their records are in out.json"
+
+
+def test_plot_is_saved_before_the_output_is_printed(predict_main, tmp_path, monkeypatch):
+    class ClosedPipe:  # `| head` that has gone: the first write fails
+        def write(self, text):
+            raise BrokenPipeError
+
+        def flush(self):
+            pass
+    monkeypatch.setattr("sys.stdout", ClosedPipe())
+    with pytest.raises(BrokenPipeError):
+        predict_main("a.wav", "--timeline", "--plot", "p.png")
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_run_cli_exits_quietly_when_the_reader_of_stdout_is_gone():
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    read, write = os.pipe()
+    os.close(read)  # as `| head` does once it has its lines
+    code = "from genreclf.errors import run_cli; run_cli(lambda: print('x' * 100000))"
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, stdout=write, stderr=subprocess.PIPE, text=True, timeout=60)
+    os.close(write)
+    assert r.returncode == 141 and r.stderr == ""
+
+
+def test_output_that_would_replace_audio_or_cannot_be_written_is_refused_before_any_work(predict_main, tmp_path,
+                                                                                         monkeypatch):
+    import predict as script
+    from genreclf.predict_output import check_output_target
+
+    monkeypatch.setattr(script, "_runner", lambda args, device: pytest.fail("the work started"))
+    (tmp_path / "song.ogg").touch()
+    (tmp_path / "file").touch()
+    (tmp_path / "folder").mkdir()
+    for target, words in (("song.ogg", "--output song.ogg: is one of the input files"),
+                          ("other.wav", "--output other.wav: .wav is an audio extension"),
+                          ("x.m4a", ".m4a is an audio extension"),
+                          ("folder", "--output folder: a folder; name a file"),
+                          ("file/x.csv", "file is a file, not a folder")):
+        with pytest.raises(UserError, match=words):
+            predict_main("song.ogg", "--output", target)
+    if os.path.isdir("/proc/self"):  # exists, takes no new file: not "no such file or directory"
+        with pytest.raises(UserError, match="its folder /proc cannot be written .it takes no new files"):
+            check_output_target("/proc/x.csv", [])
+
+
+def test_flags_that_cannot_take_effect_are_refused_or_noted(capsys):
+    from predict import _parse
+
+    for flag in (["--checkpoint", "runs/x"], ["--hop", "2"]):
+        with pytest.raises(UserError, match=f"^{flag[0]}: --musicnn-tags runs musicnn's own tagger"):
+            _parse(["x.wav", "--musicnn-tags", *flag])
+    assert _parse(["--musicnn-tags", "MTT_musicnn", "x.wav"]).musicnn_model == "MTT_musicnn"  # the old spelling
+    assert capsys.readouterr().err == ""
+    _parse(["x.wav", "--musicnn-model", "MTT_musicnn"])
+    assert capsys.readouterr().err.startswith("note: --musicnn-model MTT_musicnn is used with --musicnn-tags only")
+
+
+def test_hop_zero_is_refused_as_any_hop_outside_the_segment():
+    from genreclf.featurizers import MelFeatures
+    from genreclf.features import MelSpec
+    from genreclf.predict import Classifier
+    from model import build
+
+    spec = MelSpec(segment=1.0, n_mels=32)
+    model = build("baseline", n_classes=2, input_shape={"mel": (32, spec.segment_frames)})
+    ckpt = {"genres": ["a", "b"], "features": {"mel": MelFeatures(spec).key()}}
+    assert Classifier(model, ckpt).hop == 0.0 and Classifier(model, ckpt, hop=1.0).hop == 1.0  # at most the segment
+    for hop in (0.0, -1.0, 1.5):
+        with pytest.raises(UserError, match=f"--hop {hop:g}: must be more than 0 and at most the 1 s segment"):
+            Classifier(model, ckpt, hop=hop)
+
+
+def test_a_named_checkpoint_that_cannot_be_read_is_a_checkpoint_line(tmp_path):
+    from argparse import Namespace
+
+    from predict import _runner
+
+    (tmp_path / "README.md").write_text("# not a checkpoint")
+    args = Namespace(musicnn_tags=False, checkpoint=str(tmp_path / "README.md"), hop=None)
+    with pytest.raises(UserError, match=r"^--checkpoint .*README.md: not a readable checkpoint"):
+        _runner(args, "cpu")
+
+
+def test_table_escapes_control_characters_in_names():
+    from genreclf.predict_output import as_table, result
+
+    out = {"duration": 4.0, "segments": [(0.0, 4.0)], "probs": np.array([[0.3, 0.7]])}
+    table = as_table([result("a\nb\x1b.wav", out, ["jazz", "metal"], 1, timeline=False)], "probabilities")
+    assert table == "a\\nb\\x1b.wav  (4.0 s)  metal 0.70"
