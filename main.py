@@ -138,8 +138,10 @@ def diverged(metrics):
 
 def _diverged(run_dir):
     """The diverged_message of a run folder's metrics.json, or "" for a run that did not diverge."""
-    path = Path(run_dir) / "metrics.json"
-    return json.loads(path.read_text()).get("diverged_message", "") if path.exists() else ""
+    try:
+        return json.loads((Path(run_dir) / "metrics.json").read_text()).get("diverged_message", "")
+    except (OSError, ValueError):  # none, or unreadable: the checkpoint error below says what is missing
+        return ""
 
 
 # what a start that failed before its first epoch leaves in a folder it made
