@@ -8,7 +8,9 @@
     torchrun --nproc_per_node 2 main.py --model base2dcnn  # DistributedDataParallel
 """
 import argparse
+import contextlib
 import json
+import shutil
 import sys
 from dataclasses import fields, replace
 from pathlib import Path
@@ -18,10 +20,13 @@ from genreclf.checkpoint import newest_run
 from genreclf.config import NON_NEGATIVE, Range, checked, checked_tuple, from_args
 from genreclf.device import dist_info
 from genreclf.errors import UserError, run_cli
-from genreclf.experiment import add_training_flags, new_run_dir, open_caches, repeat, run
+from genreclf.experiment import (add_training_flags, check_new_folder, dataset_command, new_run_dir, open_caches,
+                                 repeat, run)
 from genreclf.featurizers import FEATURIZERS
+from genreclf.groups import read_groups_csv
 from genreclf.paths import cache_root, split_dir
 from genreclf.results import result_row, summarize
+from genreclf.stats import over
 from genreclf.train import TrainConfig
 from model import inputs_of
 
@@ -40,7 +45,8 @@ def main():
                    help="stratified k-fold cross-validation by track, grouped by artist when artists are known "
                         "(GTZAN file names, or --groups); trains on original clips only")
     p.add_argument("--groups", default=None, metavar="FILE",
-                   help="CSV of `path,group` (path relative to DATA/wav): the artist groups of --folds")
+                   help="CSV of `path,group` (path relative to DATA/wav): the artist groups of --folds, and of the "
+                        "test CI of any run")
     p.add_argument("--tensorboard", default=None, metavar="DIR",
                    help="also log every epoch to TensorBoard event files under DIR (needs the tensorboard package)")
     p.add_argument("--ensemble", nargs="+", default=None, metavar="RUN",
@@ -53,8 +59,10 @@ def main():
     if args.ensemble:  # no training, no caches: the members' predictions.json
         if not args.out:
             raise UserError("--ensemble needs --out DIR, the folder of the ensemble's scores")
-        ensemble.run(args.ensemble, args.out)
+        said(ensemble.run(args.ensemble, args.out), args.out)
         return
+    if args.groups:  # checked before any work: a run's CI resamples its artists too
+        read_groups_csv(args.groups)
     cfg = from_args(TrainConfig, args, device=args.device or TrainConfig.device)
     for featurizer in FEATURIZERS.values():  # an unknown --layers name is an error whatever the model
         from_args(featurizer.Spec, args)
@@ -87,12 +95,16 @@ def main():
     do_train = args.do_train or not args.do_test
     if not do_train:  # test only: the checkpoint says which model, hence which caches
         run_dir = Path(args.out) if args.out else newest_run(cfg.model)
+        if run_dir is not None and not (run_dir / "best.pt").exists() and _diverged(run_dir):
+            raise UserError(f"{run_dir}: the run diverged, so it has no best.pt to test: {_diverged(run_dir)}, "
+                            f"into another --out")
         if run_dir is None or not (run_dir / "best.pt").exists():
             raise UserError(f"--do_test needs a trained checkpoint: none at {run_dir or f'runs/{cfg.model}-*'}/best.pt "
                             f"(train one first, or pass --out RUN_DIR)")
         cfg = replace(cfg, model=checkpoint.read(run_dir / "best.pt")["model"])
     try:
-        caches = open_caches(inputs_of(cfg.model), featurizers, cache_root(args), args.data_dir, split_dir(args))
+        caches = open_caches(inputs_of(cfg.model), featurizers, cache_root(args), args.data_dir, split_dir(args),
+                             make=lambda name: dataset_command(args, name))
     except UserError:
         pinned = None if do_train else rundata.read(run_dir)
         if pinned is None:
@@ -104,15 +116,17 @@ def main():
             raise UserError(f"{run_dir / 'data.json'}: its caches {', '.join(missing)} are gone: rerun dataset.py "
                             f"with the run's feature flags (see {run_dir / 'config.json'})") from None
         print(f"note: using the caches pinned in {run_dir / 'data.json'}", file=sys.stderr)
-    if args.seeds or args.folds:
-        seeds = list(args.seeds or [])
-        repeat(cfg, caches, new_run_dir(cfg.model, args.out), seeds, args.folds, args.groups)
-        return
     if do_train:
         run_dir = new_run_dir(cfg.model, args.out)
-    metrics = diverged(run(cfg, caches, run_dir, do_train=do_train, do_test=args.do_test))
+        if dist_info()[0] == 0:  # rank 0 alone: the others would find the config.json rank 0 just wrote
+            check_new_folder(run_dir)
+    with removed_if_failed(run_dir if do_train else None):
+        if args.seeds or args.folds:
+            repeat(cfg, caches, run_dir, list(args.seeds or []), args.folds, args.groups)
+            return
+        metrics = diverged(run(cfg, caches, run_dir, do_train=do_train, do_test=args.do_test, groups_file=args.groups))
     if args.do_test and dist_info()[0] == 0:
-        summarize(run_dir, cfg.model, [result_row(run_dir.name, cfg.seed, metrics)])
+        summarize(run_dir, cfg.model, [result_row(run_dir.name, cfg.seed, metrics)], args.groups)
 
 
 def diverged(metrics):
@@ -120,6 +134,56 @@ def diverged(metrics):
     if metrics.get("diverged"):
         raise UserError(metrics["diverged_message"])
     return metrics
+
+
+def _diverged(run_dir):
+    """The diverged_message of a run folder's metrics.json, or "" for a run that did not diverge."""
+    try:
+        return json.loads((Path(run_dir) / "metrics.json").read_text()).get("diverged_message", "")
+    except (OSError, ValueError):  # none, or unreadable: the checkpoint error below says what is missing
+        return ""
+
+
+# what a start that failed before its first epoch leaves in a folder it made
+FAILED_START = {"train.log", ".lock", "config.json", "data.json"}
+
+
+@contextlib.contextmanager
+def removed_if_failed(folder):
+    """Remove `folder` when the code in the block fails (a bad flag, too many folds, a damaged cache)
+    and the folder is one this start made and holds nothing a training wrote (FAILED_START): a
+    failed start leaves no clutter. Ctrl+C is not a failure: it keeps what it has."""
+    new = folder is not None and not Path(folder).exists() and dist_info()[0] == 0
+    try:
+        yield
+    except Exception:
+        if new and Path(folder).is_dir() and {p.name for p in Path(folder).iterdir()} <= FAILED_START:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def said(summary, out):
+    """Print an ensemble's result in one line: where it wrote, its clips, clip accuracy (with the
+    95% CI a run reports) and macro-F1; for experiments the mean ± std over runs and the pooled clips."""
+    out = Path(out)
+    if summary["n"] > 1:
+        line = (f"{summary['n']} runs, test clip accuracy {summary['test_clip_accuracy_mean']:.3f} ± "
+                f"{summary['test_clip_accuracy_std']:.3f}, macro-F1 {summary['test_macro_f1_mean']:.3f} ± "
+                f"{summary['test_macro_f1_std']:.3f}")
+        pooled = summary.get("pooled")
+        if pooled:
+            lo, hi = pooled["ci95"]
+            line += (f"; pooled over its {pooled['clips']} clips {pooled['test_clip_accuracy']:.3f} (95% CI {lo:.3f}-"
+                     f"{hi:.3f}, bootstrap over {over(pooled['resampled'], pooled['artists'])})")
+    else:
+        row = summary["runs"][0]
+        lo, hi = row["test_clip_accuracy_ci95"]
+        groups = json.loads((out / row["run"] / "predictions.json" if (out / row["run"]).is_dir() else
+                             out / "predictions.json").read_text()).get("groups")
+        line = (f"{row['test_clips']} clips, test clip accuracy {row['test_clip_accuracy']:.3f} (95% CI {lo:.3f}-{hi:.3f}, "
+                f"bootstrap over {over(row['test_ci_resampled'], row['test_artists'], groups)}), macro-F1 "
+                f"{row['test_macro_f1']:.3f}")
+    print(f"ensemble -> {out}: {line} (table: {out / 'results.md'})")
 
 
 if __name__ == "__main__":

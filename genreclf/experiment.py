@@ -59,13 +59,45 @@ def add_training_flags(p):
         add_flags(p, featurizer.Spec)
 
 
-def open_caches(inputs, featurizers, cache_root, data_dir=None, split_dir=None):
+def open_caches(inputs, featurizers, cache_root, data_dir=None, split_dir=None, make=None):
     """{input: cache dir} for a model's declared inputs, made from the audio in `data_dir`;
-    featurizers maps input name -> featurizer. UserError for a cache built from other split
-    lists than split_dir's, or from audio that changed since (identity.check_caches)."""
-    caches = {name: open_cache(cache_root, featurizers[name](), data_dir) for name in inputs}
+    featurizers maps input name -> featurizer, `make` input name -> the dataset.py command that
+    makes its cache (for the error when it is missing). UserError for a missing cache (or data
+    folder), a cache built from other split lists than split_dir's, or from audio that changed
+    since (identity.check_caches)."""
+    try:
+        caches = {name: open_cache(cache_root, featurizers[name](), data_dir, make and make(name)) for name in inputs}
+    except UserError:
+        if data_dir is not None and not Path(data_dir).is_dir():  # the likelier mistake: say that one
+            raise UserError(f"--data-dir {data_dir}: no such folder (and no cache for it under {cache_root})") from None
+        raise
     check_caches(caches, split_dir, data_dir)
     return caches
+
+
+def dataset_command(args, name):
+    """The dataset.py command line that makes input `name`'s cache for these parsed flags: the
+    paths, --features, and every feature flag of its spec (and MelSpec's grid) not at its default."""
+    import shlex
+    from dataclasses import fields
+
+    from .featurizers import FEATURIZERS
+
+    words = ["python", "dataset.py", "--data-dir", str(args.data_dir)]
+    if args.work_dir:
+        words += ["--work-dir", str(args.work_dir)]
+    if name != "mel":
+        words += ["--features", name]
+    specs = [FEATURIZERS["mel"].Spec] + ([FEATURIZERS[name].Spec] if name != "mel" else [])
+    for f in (f for spec in specs for f in fields(spec)):
+        value, flag = getattr(args, f.name, f.default), "--" + f.name.replace("_", "-")
+        if value == f.default:
+            continue
+        if isinstance(value, bool):
+            words.append(flag if value else "--no-" + flag[2:])
+        else:
+            words += [flag, ",".join(map(str, value)) if isinstance(value, tuple) else str(value)]
+    return shlex.join(words)
 
 
 def load_data(caches, assignment=None, need_train=True, augment=True, run_dir=None, pinned=None):
@@ -77,6 +109,8 @@ def load_data(caches, assignment=None, need_train=True, augment=True, run_dir=No
     if pinned is None:
         indexes = rundata.read_indexes(caches)
         first = next(iter(indexes.values()))
+        if assignment is None:  # k-fold plans say it once (kfold_assignments)
+            rundata.skipped(indexes, say=log.info)
         pinned = rundata.pin(indexes, assignment or first.splits, first.genres, ("train",) if augment else (),
                              say=log.info)
     loaded = rundata.load(run_dir, pinned, parts, indexes, say=log.info)
@@ -134,6 +168,10 @@ def run(cfg, caches, run_dir, do_train=True, do_test=True, resume=False, assignm
                         f"--val-per-class), or leave it out (split_data.py --genres)")
     metrics_path = run_dir / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    if do_train and not resume:  # a fresh training: nothing of an earlier model may survive here
+        metrics = {}
+        for name in TEST_FILES if rank == 0 else ():
+            (run_dir / name).unlink(missing_ok=True)
     if do_train:
         if rank == 0 and not resume:
             rundata.write(run_dir, pinned)
@@ -160,18 +198,39 @@ def run(cfg, caches, run_dir, do_train=True, do_test=True, resume=False, assignm
         ci = metrics["test_clip_accuracy_ci95"]
         save_confusion(metrics["confusion_matrix"], data.genres, run_dir / "confusion.png",
                        f"{cfg.model}: test clip accuracy {metrics['test_clip_accuracy']:.3f}")
-        unit = over(metrics["test_ci_resampled"], metrics["test_artists"])
+        unit = over(metrics["test_ci_resampled"], metrics["test_artists"], predictions["groups"])
+        metrics["test_clips_sharing_train_artist"] = shared = shared_artists(predictions, pinned["parts"]["train"], groups_file)
         log.info(f"test: clip accuracy {metrics['test_clip_accuracy']:.3f} (95% CI {ci[0]:.3f}-{ci[1]:.3f}, bootstrap "
                  f"over {unit}), segment accuracy {metrics['test_segment_accuracy']:.3f}, macro-F1 "
                  f"{metrics['test_macro_f1']:.3f} (over the {metrics['test_macro_f1_genres']} genres present) "
                  f"on {metrics['test_clips']} clips")
+        if shared:  # the split knows: its train and test parts share artists (GTZAN's course split does not)
+            log.info(f"note: {shared} test clips share an artist with training clips: this accuracy is optimistic "
+                     f"(see docs/splits-and-evaluation.md)")
+        width = max(10, *map(len, data.genres))
         for g in data.genres:
             r = metrics["test_per_class"][g]
-            log.info(f"  {g:10s} precision {r['precision']:.2f} recall {r['recall']:.2f} f1 {r['f1-score']:.2f} n={r['support']:.0f}")
+            log.info(f"  {g:{width}s} precision {r['precision']:.2f} recall {r['recall']:.2f} f1 {r['f1-score']:.2f} n={r['support']:.0f}")
         log.info(f"confusion matrix: {run_dir / 'confusion.png'}")
     if rank == 0:
         write_json(metrics_path, metrics)
     return metrics
+
+
+def _text(path):
+    """A small file's text, or "" when it is missing or unreadable."""
+    try:
+        return Path(path).read_text()
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def shared_artists(predictions, train_ids, groups_file=None):
+    """How many test clips (predictions, with groups) have a known artist that training clips
+    `train_ids` have too (groups.groups_for): artist overlap that makes test accuracy optimistic."""
+    usable = groups_file if groups_file and Path(groups_file).is_file() else None
+    trained = {g for g in groups_for(train_ids, usable)[0] if not g.startswith("clip:")} if train_ids else set()
+    return sum(g in trained for g in predictions["groups"])
 
 
 def diverged_fields(state):
@@ -187,11 +246,36 @@ def new_run_dir(model, out=None):
     return Path(out) if out else Path("runs") / f"{model}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+# what a run or an experiment leaves in its folder; a folder holding none of them (train.log and
+# .lock of a start that failed) may be trained into
+RUN_FILES = ("best.pt", "metrics.json", "config.json", "last.pt", "data.json", "predictions.json")
+# what a test leaves: a fresh training in a folder removes them, so they never describe another model
+TEST_FILES = ("predictions.json", "confusion.png", "results.json", "results.md")
+
+
+def check_new_folder(folder):
+    """Refuse, in one line naming the ways on, to train into `folder` when it already holds a run
+    or an experiment: training over it would leave the old test files beside the new model."""
+    folder = Path(folder)
+    if (folder / EXPERIMENT).exists():
+        raise UserError(f"{folder}: holds an experiment already: continue it with main.py --resume {folder}, or train "
+                        f"into another --out (or delete the folder)")
+    found = [name for name in RUN_FILES + ("results.json",) if (folder / name).exists()]
+    if not found:
+        return
+    if "best.pt" not in found and '"diverged": true' in _text(folder / "metrics.json"):
+        raise UserError(f"{folder}: holds a run that diverged (see its metrics.json): train into another --out "
+                        f"with a lower --lr (or delete the folder)")
+    raise UserError(f"{folder}: holds a run already (its {found[0]}): continue it with main.py --resume {folder}, "
+                    f"test it with main.py --do_test --out {folder}, train into another --out, or delete the folder")
+
+
 def kfold_assignments(caches, k, seed, groups_file=None, val_per_class=1):
     """Stratified k folds over every cached clip, grouped by artist when artists are known
     (groups.py): each fold is the test set once, and about `val_per_class` clips per genre of the
     rest (whole artists) are held out for model selection. Returns (folds, where groups came from)."""
     index = rundata.read_index(next(iter(caches.values())))
+    rundata.skipped({"": index}, say=log.info)
     clips = sorted((cid, c["genre"]) for cid, c in index.entries.items())
     ids, genres = [c[0] for c in clips], [c[1] for c in clips]
     labels, source = groups_for(ids, groups_file)

@@ -52,6 +52,8 @@ def read_groups_csv(path):
     without a UTF-8 byte-order mark, LF or CRLF line ends. Raises UserError naming the file on a
     missing file or a malformed line."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder, not a groups file (a CSV of `path,group` lines)")
     if not path.is_file():
         raise UserError(f"{path}: groups file does not exist")
     out = {}
@@ -73,14 +75,15 @@ def read_groups_csv(path):
 
 
 def groups_for(ids, groups_file=None):
-    """(group label per clip id, where the groups came from). With `groups_file` every clip must be
-    listed in it; GTZAN names use gtzan/artists.txt; otherwise every clip is its own group."""
+    """(group label per clip id, where the groups came from). With `groups_file`, a clip it does not
+    list is its own group, as a GTZAN clip of unknown artist is (the words say how many, with an
+    example); GTZAN names use gtzan/artists.txt; otherwise every clip is its own group."""
     if groups_file:
         known = read_groups_csv(groups_file)
         missing = [i for i in ids if i not in known]
-        if missing:
-            raise UserError(f"{groups_file}: lacks {len(missing)} of the {len(ids)} clips, e.g. {missing[0]}")
-        return [known[i] for i in ids], f"groups from {groups_file}"
+        return ([known.get(i, f"clip:{i}") for i in ids],
+                f"groups from {groups_file}" + (f" ({len(missing)} of the {len(ids)} clips are not in it: each is its own "
+                                                f"group, e.g. {missing[0]})" if missing else ""))
     if is_gtzan(ids):
         known = read_gtzan_index()
         n_unknown = sum(i not in known for i in ids)
@@ -103,12 +106,15 @@ def grouped_folds(ids, genres, groups, k, seed, val_per_class=1, say=print):
     try:
         return _grouped_folds(ids, genres, groups, k, seed, val_per_class, say)
     except UserError as e:
+        genre_of_id = dict(zip(ids, genres))
         for smaller in range(k - 1, 1, -1):
             try:
-                _grouped_folds(ids, genres, groups, smaller, seed, val_per_class, say=lambda line: None)
+                folds = _grouped_folds(ids, genres, groups, smaller, seed, val_per_class, say=lambda line: None)
             except UserError:
                 continue
-            raise UserError(f"{e}: --folds {smaller} works") from None
+            narrow = sum(len({genre_of_id[i] for i in f["test"]}) < 2 for f in folds) > len(folds) / 2
+            raise UserError(f"{e}: --folds {smaller} works" + (" (but most of its folds would test a single genre; "
+                                                              "5 is the usual k)" if narrow else "")) from None
         raise UserError(f"{e}; fewer folds do not work either: give --groups FILE with finer groups (a CSV of "
                         f"`path,group`), or leave such genres out of the split") from None
 

@@ -111,9 +111,10 @@ def _check_audio(cache, index, data):
                         f"with the same flags (it re-extracts only those clips)")
 
 
-def open_cache(cache_root, feat, data_dir=None):
+def open_cache(cache_root, feat, data_dir=None, make=None):
     """The cache dir of `feat` for the audio in `data_dir`, with a clear error if dataset.py has not
-    made it. Without data_dir: the one cache of these features under cache_root, whatever its data."""
+    made it (`make`: the dataset.py command that would). Without data_dir: the one cache of these
+    features under cache_root, whatever its data."""
     key = f"{feat.name}-{digest(feat.key())}"
     if data_dir is not None:
         cache = cache_dir(cache_root, feat, data_dir)
@@ -131,8 +132,8 @@ def open_cache(cache_root, feat, data_dir=None):
     old = legacy_dir(cache_root, feat)
     hint = (f" ({old} was made by an older dataset.py that did not record its audio: it is not used)"
             if (old / "index.json").exists() else "")
-    raise UserError(f"no {feat.name} cache for {feat.key()} under {cache_root}: run dataset.py with the "
-                    f"same feature flags first{hint}")
+    how = f"make it with: {make}" if make else "run dataset.py with the same feature flags first"
+    raise UserError(f"no {feat.name} cache for {shown(data_dir or cache_root)} under {cache_root}: {how}{hint}")
 
 
 def _data_dir_of(cache):

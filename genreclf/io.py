@@ -65,7 +65,9 @@ def atomic_path(path):
         cause = _storage_cause(e)
         if cause is None:
             raise
-        if cause.filename in (None, tmp):  # name what the user asked for
+        name = Path(str(cause.filename)).name  # mkstemp's own failure names its random temporary
+        temp = cause.filename is not None and name.startswith(f".{path.name}.") and name.endswith(".tmp")
+        if cause.filename in (None, tmp) or temp:  # name what the user asked for
             cause.filename = str(path)
         if cause is e:
             raise

@@ -34,15 +34,18 @@ def _save(fig, path):
 
 def save_confusion(matrix, genres, path, title=""):
     """Confusion matrix picture: rows are true genres, columns predictions, each cell its count."""
+    import textwrap
+
     plt = pyplot()
     m = np.asarray(matrix)
-    fig, ax = plt.subplots(figsize=(1 + 0.6 * len(genres), 1 + 0.6 * len(genres)))
+    size = max(4.5, 1 + 0.6 * len(genres))  # 3 genres would leave the title 2.8 inches
+    fig, ax = plt.subplots(figsize=(size, size))
     ax.imshow(m, cmap="Blues")
     ax.set_xticks(range(len(genres)), genres, rotation=45, ha="right")
     ax.set_yticks(range(len(genres)), genres)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(title)
+    ax.set_title(textwrap.fill(title, int(size * 8)), fontsize=10)  # about 8 characters an inch at 10 pt
     for i in range(len(genres)):
         for j in range(len(genres)):
             ax.text(j, i, m[i, j], ha="center", va="center", color="white" if m[i, j] > m.max() / 2 else "black")
@@ -81,7 +84,16 @@ def save_curves(history, path, title=""):
     acc.plot(epochs, _column(history, "train_accuracy"), marker=marker, ms=3, label="train (segments)")
     acc.plot(epochs, _column(history, "val_clip_accuracy"), marker=marker, ms=3, label="val clip")
     acc.plot(epochs, _column(history, "val_segment_accuracy"), ls=":", label="val segment")
-    lr.plot(epochs, _column(history, "lr"), color="tab:gray")
+    rates = _column(history, "lr")
+    lr.plot(epochs, rates, color="tab:gray")
+    lr.ticklabel_format(axis="y", useOffset=False)  # no "1e-3 + ..." offsets: the rate itself
+    finite = set(rates[np.isfinite(rates)].tolist())
+    if len(finite) == 1:  # a constant rate: its value, on an axis from 0, not a ±4% band around it
+        value = finite.pop()
+        lr.set_ylim(min(0, 1.5 * value), max(0, 1.5 * value))
+        lr.set_yticks([0, value], ["0", f"{value:g}"])
+    elif not finite:  # the classic heads: one scikit-learn fit, no learning rate
+        lr.text(0.5, 0.5, "none (one scikit-learn fit)", ha="center", va="center", transform=lr.transAxes)
     row = next((r for r in history if r["epoch"] == best), None)
     for ax, name in ((loss, "loss (cross-entropy)"), (acc, "accuracy"), (lr, "learning rate")):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers

@@ -204,8 +204,11 @@ def ci_note(rows, pooled=None):
     """The line under results.md's table that says what its CIs resample."""
     units = {r.get("test_ci_resampled") or "clips" for r in rows} | ({pooled["resampled"]} if pooled else set())
     source = next((r["test_groups_from"] for r in rows if r.get("test_groups_from")), "")
-    what = ("clips (no artists known)" if units == {"clips"} else "artists where known, else clips" if len(units) > 1
-            else "the artists of each row's test clips" + (f", {source}" if source else ""))
+    known = source.startswith(("artists from", "groups from"))  # else groups.groups_for's "no artists known"
+    what = ("artists where known, else clips" if len(units) > 1 else
+            "the artists of each row's test clips" + (f", {source}" if source else "") if units == {"artists"} else
+            f"clips: no two test clips share a known artist, so it is the bootstrap over artists ({source})"
+            if known else "clips (no artists known)")
     if pooled and pooled["resampled"] == "artists":
         what += f"; the pooled row's {pooled['clips']} clips span {pooled['artists']} artists"
     return f"95% CIs: percentile bootstrap over {what}; {N_BOOT} resamples, seed 0."

@@ -100,6 +100,16 @@ def held(entries, ids, say=print):
     return kept
 
 
+def skipped(indexes, say=print):
+    """Say, in one line, how many clips of the split the caches lack because dataset.py could not
+    use their files (index.json's "skipped": unreadable, too short, silent), e.g. which and why."""
+    lost = {rel: err for ix in indexes.values() for rel, err in (ix.raw.get("skipped") or {}).items()}
+    if lost:
+        total = len(next(iter(indexes.values())).entries) + len(lost)
+        say(f"{len(lost)} of {total} clips of the split left out: dataset.py could not use their files "
+            f"(index.json's \"skipped\"), e.g. {lost[min(lost)]}")
+
+
 def pin(indexes, assignment, genres, augmented_parts=("train",), say=print):
     """The data.json dict for {part: [clip id]}, by the rule above: exactly what the run loads.
     indexes: {input name: Index}."""

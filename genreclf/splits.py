@@ -58,8 +58,14 @@ def scan(data_dir, genres=None, report=print):
     from .audio import AudioError, find_audio, info, shown
 
     wav = wav_dir(data_dir)
-    if genres is None:
-        genres = sorted(p.name for p in wav.iterdir() if p.is_dir() and not p.name.startswith("."))
+    there = sorted(p.name for p in wav.iterdir() if p.is_dir() and not p.name.startswith("."))
+    unknown = [g for g in genres or () if g not in there]
+    if unknown:  # name them, and what there is: the fix is a spelling (case counts), not another flag
+        raise UserError(f"genre{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: no such folder in {shown(wav)}; "
+                        f"the genres there are {', '.join(there) or 'none'} (names are case-sensitive; the course and "
+                        f"fault-filtered splits expect GTZAN's genres: for others give --split random or auto, and "
+                        f"--genres)")
+    genres = there if genres is None else genres
     found, left_out = {}, 0
     for g in genres:
         folder = wav / g

@@ -93,9 +93,16 @@ def resampled(groups):
     return ("artists", len(set(groups))) if clusters(groups) else ("clips", None)
 
 
-def over(unit, artists):
-    """resampled()'s answer in words: "12 artists" or "clips (no artists known)"."""
-    return f"{artists} artists" if unit == "artists" else "clips (no artists known)"
+def over(unit, artists, groups=None):
+    """resampled()'s answer in words: "12 artists", "clips (no artists known)", or, when `groups`
+    (the clips' labels) name artists but every clip has its own, "8 artists (each test clip its own
+    artist)": that clip bootstrap is the artist bootstrap."""
+    if unit == "artists":
+        return f"{artists} artists"
+    unknown = sum(str(g).startswith("clip:") for g in groups or [])
+    if groups and unknown < len(groups):
+        return f"{len(groups)} artists (each test clip its own artist{f'; {unknown} unknown' if unknown else ''})"
+    return "clips (no artists known)"
 
 
 def macro_f1(true, pred):

@@ -21,6 +21,7 @@ one-vs-one classifiers plus confidences / (3 (|confidences| + 1)), scikit-learn'
 calibrated probability. The logistic head's softmax is its predict_proba.
 """
 import math
+import time
 
 import numpy as np
 import torch
@@ -222,6 +223,7 @@ def fit(cfg, model, data, run_dir, device, describe, rank=0):
     from genreclf.data import batches
     from genreclf.metrics import predict_segments, score
 
+    start = time.monotonic()  # history.csv's seconds: the fit and its scoring, as an epoch's are
     feats, ys = [], []
     with torch.no_grad():
         for xs, y in batches(data.train, 256):
@@ -234,7 +236,8 @@ def fit(cfg, model, data, run_dir, device, describe, rank=0):
     val = score(probs, data.val, data.genres)
     record = {"epoch": 1, "train_loss": train_loss, "train_accuracy": float((train_probs.argmax(1) == data.train.y).mean()),
               "val_loss": val_loss, "val_clip_accuracy": val["clip_accuracy"],
-              "val_segment_accuracy": val["segment_accuracy"], "lr": 0.0}
+              "val_segment_accuracy": val["segment_accuracy"], "lr": None,  # no learning rate: left empty
+              "seconds": round(time.monotonic() - start, 3)}
     state = {"epoch": 1, "best": val["clip_accuracy"], "best_loss": val_loss, "bad_epochs": 0, "history": [record]}
     if rank == 0:
         checkpoint.save(run_dir / "best.pt", **describe, state=model.state_dict(), epoch=1, val=record)

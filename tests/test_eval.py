@@ -91,8 +91,9 @@ def test_groups_file_errors_and_use(wav_factory, tmp_path):
     one_line_error(run_script(*common, "--groups", tmp_path / "none.csv"), "none.csv", "does not exist")
     (tmp_path / "bad.csv").write_text("path,group\nx/song 0.wav\n")
     one_line_error(run_script(*common, "--groups", tmp_path / "bad.csv"), "bad.csv", "line 2")
-    (tmp_path / "short.csv").write_text("x/song 0.wav,a\n")
-    one_line_error(run_script(*common, "--groups", tmp_path / "short.csv"), "short.csv", "lacks 11")
+    (tmp_path / "short.csv").write_text("x/song 0.wav,a\n")  # a clip it does not list is its own group, counted
+    r = run_script(*common, "--groups", tmp_path / "short.csv")
+    assert r.returncode == 0 and "(11 of the 12 clips are not in it: each is its own group, e.g. x/song 1)" in r.stdout, r.stderr
     # two artists per genre, three songs each: each artist on one side only
     (tmp_path / "ok.csv").write_text("path,group\n" + "".join(f"{g}/song {i}.wav,{g}{i // 3}\n" for g in "xy" for i in range(6)))
     r = run_script(*common, "--groups", tmp_path / "ok.csv")
@@ -444,3 +445,36 @@ def test_do_test_alone_uses_the_runs_pinned_caches(trained_run, tmp_path):
 
 def test_resume_of_a_missing_folder_says_so(tmp_path):
     one_line_error(run_script("main.py", "--resume", tmp_path / "nowhere"), "nowhere: no such run folder")
+
+
+def test_a_clip_bootstrap_over_known_artists_says_so():
+    """Every test clip of its own artist: the clip bootstrap is the artist one, and known artists are
+    not called unknown (the single run's log line and results.md's note)."""
+    from genreclf.results import ci_note
+    from genreclf.stats import over
+
+    assert over("clips", None, ["Bob Marley", "ABBA", "clip:jazz/jazz.00054"]) == \
+        "3 artists (each test clip its own artist; 1 unknown)"
+    assert over("clips", None, ["clip:a/1", "clip:a/2"]) == over("clips", None) == "clips (no artists known)"
+    assert over("artists", 4, ["x", "x", "y", "z", "w"]) == "4 artists"
+    row = {"test_ci_resampled": "clips", "test_groups_from": "artists from gtzan/artists.txt (Sturm 2012; 0 clips "
+           "of unknown artist are their own group)"}
+    note = ci_note([row])
+    assert "no artists known" not in note and "no two test clips share a known artist" in note
+    assert "no artists known" in ci_note([{**row, "test_groups_from": "no artists known: each clip is its own group"}])
+
+
+def test_a_suggested_k_whose_folds_test_one_genre_says_so():
+    ids = [f"{g}/{g}{a}-{c}" for g in "abc" for a in range(3) for c in range(4)]  # 3 genres x 3 artists x 4 clips
+    genres, artists = [i[0] for i in ids], [i.split("-")[0] for i in ids]
+    with pytest.raises(Exception, match=r"--folds 9 works \(but most of its folds would test a single genre; 5 is the usual k\)"):
+        grouped_folds(ids, genres, artists, 10, 0, say=lambda line: None)
+
+
+def test_a_groups_file_that_lacks_clips_makes_them_their_own_group(tmp_path):
+    (tmp_path / "g.csv").write_text("a/1.wav,x\na/2.wav,x\n")
+    labels, source = groups_for(["a/1", "a/2", "a/3"], tmp_path / "g.csv")
+    assert labels == ["x", "x", "clip:a/3"] and "(1 of the 3 clips are not in it: each is its own group, e.g. a/3)" in source
+    assert groups_for(["a/1"], tmp_path / "g.csv") == (["x"], f"groups from {tmp_path / 'g.csv'}")
+    with pytest.raises(Exception, match="is a folder, not a groups file"):
+        groups_for(["a/1"], tmp_path)

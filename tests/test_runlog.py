@@ -88,3 +88,19 @@ def test_tensorboard_events_hold_every_epoch_once(tmp_path):
     events.Reload()
     assert [e.step for e in events.Scalars("accuracy/val_clip")] == [1, 2, 3, 4]
     assert [round(e.value, 6) for e in events.Scalars("loss/train")] == [round(r["train_loss"], 6) for r in h]
+
+
+def test_confusion_of_few_genres_keeps_its_title_and_a_constant_lr_reads_plainly(tmp_path, monkeypatch):
+    from genreclf import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig))
+    plots.save_confusion([[1, 0, 0], [0, 1, 0], [0, 0, 1]], ["a", "b", "c"], tmp_path / "c.png",
+                         "base2dcnn: test clip accuracy 1.000")
+    assert figures[0].get_size_inches()[0] >= 4.5  # 2.8 inches cut the title
+    plots.save_curves(fake_history(4), tmp_path / "curves.png")
+    lr = figures[1].axes[2]
+    assert [t.get_text() for t in lr.get_yticklabels()] == ["0", "0.001"] and lr.get_ylim()[0] == 0
+    history = [{**r, "lr": None} for r in fake_history(1)]  # a scikit-learn fit: no learning rate
+    assert runlog.history_csv(history).splitlines()[1].split(",")[6] == ""
+    plots.save_curves(history, tmp_path / "curves.png")

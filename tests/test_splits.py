@@ -124,3 +124,12 @@ def test_whole_artist_carving_stops_nearest_the_target():
     for seed in range(5):
         parts, _ = grouped_random_split(paths, lambda n: 0, lambda n: 5, groups, np.random.default_rng(seed))
         assert len(parts["val"]) == 4 and len(parts["train"]) == 34, seed
+
+
+def test_unknown_genres_are_named_with_the_ones_found(tmp_path):
+    for g in ("Klassik", "metal"):
+        (tmp_path / "wav" / g).mkdir(parents=True)
+    with pytest.raises(UserError) as e:
+        make_split(tmp_path, "random", genres=["heavy metal", "klassik", "metal"])
+    assert "genres heavy metal, klassik: no such folder" in str(e.value)
+    assert "the genres there are Klassik, metal (names are case-sensitive" in str(e.value)

@@ -228,3 +228,18 @@ def test_a_truncated_pack_is_named_at_training_and_rebuilt_by_dataset_py(tiny, c
     build(data, work)
     assert "truncated or unreadable segment pack: rebuilding it" in capsys.readouterr().out
     assert contents(cache) == before
+
+
+def test_a_read_only_folder_names_the_file_not_its_temporary(tmp_path, monkeypatch):
+    """mkstemp's own EROFS names its random temporary (`.train.txt.i113xnzu.tmp`): the error names
+    train.txt, what the user asked for."""
+    import tempfile
+
+    from genreclf.io import write_text
+
+    def read_only(dir, prefix, suffix):
+        raise OSError(errno.EROFS, "Read-only file system", os.path.join(dir, f"{prefix}i113xnzu{suffix}"))
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    with pytest.raises(OSError) as e:
+        write_text(tmp_path / "split" / "train.txt", "a\n")
+    assert e.value.filename == str(tmp_path / "split" / "train.txt")
