@@ -30,7 +30,9 @@ demo: .venv/done
 	$(PY) split_data.py --data-dir $(DATA) --work-dir $(WORK) --split $(SPLIT) --genres $(GENRES) $(SPLIT_FLAGS) \
 		$(if $(filter gtzan gtzan/,$(DATA))$(if $(wildcard $(DATA)/wav),,none),--download)
 	$(PY) dataset.py --data-dir $(DATA) --work-dir $(WORK) --augment $(AUGMENT) --workers $(WORKERS)
-	$(PY) main.py --data-dir $(DATA) --work-dir $(WORK) --model $(MODEL) --epochs $(EPOCHS) --do_train --do_test --out $(RUN)
+# a second `make demo` continues (or, when finished, re-tests) the run in $(RUN) instead of training over it
+	$(PY) main.py $(if $(wildcard $(RUN)/last.pt),--resume $(RUN) --do_test,--data-dir $(DATA) --work-dir $(WORK) \
+		--model $(MODEL) --epochs $(EPOCHS) --do_train --do_test --out $(RUN))
 
 bench: .venv/done
 	$(PY) bench.py
