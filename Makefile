@@ -21,10 +21,11 @@ RUN     ?= runs/demo-$(MODEL)
 	$(PY) -c "from genreclf.augment import warm_up; warm_up()"   # pay librosa's numba compilation once, here
 	touch $@
 
-# One torch thread per test process: on cores that other jobs share, torch's threads spin waiting for
-# cores they do not get (a q2 epoch took 21 s with 2 threads and 1.3 s with 1 under five jobs).
+# Two test processes (pytest-xdist) of one torch thread each: on cores that other jobs share, torch's
+# threads spin waiting for cores they do not get (a q2 epoch took 21 s with 2 threads and 1.3 s with 1
+# under five jobs), while two processes keep both cores busy through the tests' many script start-ups.
 test: .venv/done
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q tests
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 tests
 
 demo: .venv/done
 	$(PY) split_data.py --data-dir $(DATA) --work-dir $(WORK) --split $(SPLIT) --genres $(GENRES) $(SPLIT_FLAGS) \
