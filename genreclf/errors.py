@@ -7,6 +7,7 @@ too: the user fixes them by writing elsewhere or freeing space, not by reading a
 """
 import errno
 import os
+import signal
 import sys
 
 # errno -> (cause, which remedy: "elsewhere" for a place we may not write, "space" for a full disk)
@@ -47,10 +48,36 @@ def numba_cache_error(e):
                      "your home: set NUMBA_CACHE_DIR to a writable folder, for example NUMBA_CACHE_DIR=/tmp/numba-cache")
 
 
+_ctrl_c = {"pending": False}
+
+
+def _on_ctrl_c(signum, frame):
+    _ctrl_c["pending"] = True
+    raise KeyboardInterrupt
+
+
+def raise_lost_ctrl_c():
+    """Raise KeyboardInterrupt for a Ctrl+C whose own was lost. Python raises it in whatever code
+    runs when the signal arrives; inside a finalizer (a weakref callback, __del__) it is printed as
+    "Exception ignored" and the program goes on, as if no Ctrl+C had come. Loops that Ctrl+C must
+    stop (training) call this once a step. A no-op outside run_cli, which records the Ctrl+C."""
+    if _ctrl_c["pending"]:
+        _ctrl_c["pending"] = False
+        raise KeyboardInterrupt
+
+
+def ctrl_c_handled():
+    """Forget the recorded Ctrl+C: its KeyboardInterrupt has been caught and acted on."""
+    _ctrl_c["pending"] = False
+
+
 def run_cli(main, elsewhere="another folder", again="rerun"):
     """Run `main()`; print a UserError (or a storage failure, see storage_error) as `error: ...`
     and exit 2, never a traceback. `elsewhere` and `again`: this script's remedies. When the reader
-    of standard output goes away (`| head`), exit quietly with 141, as a tool killed by SIGPIPE."""
+    of standard output goes away (`| head`), exit quietly with 141, as a tool killed by SIGPIPE.
+    Ctrl+C exits with 130; each is recorded (raise_lost_ctrl_c), unless SIGINT is ignored (nohup &)."""
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _on_ctrl_c)
     try:
         code = main()
         sys.stdout.flush()  # here, not at exit, so that a closed pipe is caught below

@@ -20,7 +20,7 @@ from . import checkpoint, recipe, runlog
 from .config import AT_LEAST_1, FRACTION, NON_NEGATIVE, POSITIVE
 from .data import batch_plan, loader
 from .device import amp_setup, dist_info, init_distributed, resolve_device, sync_buffers, weights_hash
-from .errors import UserError
+from .errors import UserError, ctrl_c_handled, raise_lost_ctrl_c
 from .metrics import clip_predictions, predict_segments, score
 
 log = logging.getLogger("genreclf")
@@ -126,9 +126,11 @@ class Trainer:
                 if diverged(state, epoch, cfg.lr, train["loss"], val_loss, checkpoint.non_finite(self.core.state_dict())[0]):
                     break
                 self.end_epoch(epoch, train, val, val_loss)
+                raise_lost_ctrl_c()
             if state["bad_epochs"] >= cfg.patience:
                 log.info(f"early stop: no better val accuracy for {cfg.patience} epochs")
         except KeyboardInterrupt:
+            ctrl_c_handled()
             state["interrupted"] = True
             log.info(f"stopped by Ctrl+C during epoch {state['epoch'] + 1}; keeping best.pt "
                      f"(val clip accuracy {state['best']:.3f})")
@@ -169,6 +171,7 @@ class Trainer:
                             seed=cfg.seed * 100003 + epoch, rank=self.rank, world=self.world,
                             workers=min(4, os.cpu_count() or 1) if on_gpu else 0, pin_memory=on_gpu)
         for b, (xs, y) in enumerate(batch_list):
+            raise_lost_ctrl_c()  # a Ctrl+C that landed in a finalizer stops training all the same
             if len(y) == 1 and len(self.data.train) > 1:
                 # A last batch of one segment: BatchNorm needs more than one value per channel in
                 # training mode (q2, resnet34_musicnn would raise), and one segment's gradient is

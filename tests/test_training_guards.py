@@ -171,3 +171,32 @@ def test_a_diverging_run_exits_with_one_line_and_metrics_say_so(mini3, clip_grou
     assert [(r["run"], r["diverged"], r["counted"]) for r in res["runs"]] == [("seed0-fold0", True, False)]
     assert res["n"] == 0 and "diverged, not tested (not counted)" in (cv / "results.md").read_text()
     assert not (cv / "seed0-fold1").exists()
+
+
+def test_a_ctrl_c_lost_in_a_finalizer_still_stops_the_loop():
+    """Python raises Ctrl+C's KeyboardInterrupt wherever the program is; inside a finalizer it is
+    printed as "Exception ignored" and lost (the experiment Ctrl+C test once finished with exit 0).
+    run_cli records it, and the training loop's raise_lost_ctrl_c stops all the same: exit 130."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    code = """if True:
+        import os, signal
+        from genreclf.errors import raise_lost_ctrl_c, run_cli
+
+        class Finalized:
+            def __del__(self):
+                os.kill(os.getpid(), signal.SIGINT)  # the signal arrives while a finalizer runs
+
+        def main():
+            for step in range(100):
+                Finalized()  # dropped at once: __del__ runs, and its KeyboardInterrupt is lost
+                raise_lost_ctrl_c()
+            print("not stopped")
+        run_cli(main)
+    """
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert "Exception ignored" in r.stderr  # the lost KeyboardInterrupt, as in the failing run
+    assert r.returncode == 130 and "not stopped" not in r.stdout, (r.returncode, r.stdout, r.stderr)
