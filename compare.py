@@ -53,8 +53,10 @@ def main():
     p.add_argument("run_a", help="run folder (predictions.json) or experiment folder (results.json)")
     p.add_argument("run_b")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    p.add_argument("--seed", type=int, default=None,
+                   help="experiments: pool this seed's runs only (default: all seeds; an average over seeds is an ensemble)")
     args = p.parse_args()
-    r = compare(results.load(args.run_a, note), results.load(args.run_b, note), args.run_a, args.run_b)
+    r = compare(results.load(args.run_a, note, args.seed), results.load(args.run_b, note, args.seed), args.run_a, args.run_b)
     if args.json:
         print(json.dumps(r, indent=2))
         return

@@ -57,15 +57,16 @@ def pooled_predictions(root, run_names, say=print):
     return p
 
 
-def load(folder, say=print):
+def load(folder, say=print, seed=None):
     """The test predictions of a run folder (its predictions.json) or an experiment folder (its
-    counted runs pooled per clip), with groups. Raises UserError, one line naming the folder, for
+    counted runs pooled per clip; with `seed`, that seed's runs only), with groups. Raises UserError, one line naming the folder, for
     a folder that is neither, and for a run or experiment never tested (with the command that tests it)."""
     folder = Path(folder)
     if (folder / PREDICTIONS).exists():
         return with_groups(json.loads((folder / PREDICTIONS).read_text()), _groups_file(folder))
     if (folder / "results.json").exists():
-        runs = [r["run"] for r in json.loads((folder / "results.json").read_text())["runs"] if r.get("counted", True)]
+        runs = [r["run"] for r in json.loads((folder / "results.json").read_text())["runs"]
+                if r.get("counted", True) and seed in (None, r.get("seed"))]
         p = pooled_predictions(folder, runs, say)
         if p is None:
             raise UserError(f"{folder}: none of its {len(runs)} counted runs has {PREDICTIONS} (never tested, or "
