@@ -26,7 +26,6 @@ from genreclf.featurizers import FEATURIZERS
 from genreclf.groups import read_groups_csv
 from genreclf.paths import cache_root, split_dir
 from genreclf.results import result_row, summarize
-from genreclf.stats import over
 from genreclf.train import TrainConfig
 from model import inputs_of
 
@@ -59,7 +58,7 @@ def main():
     if args.ensemble:  # no training, no caches: the members' predictions.json
         if not args.out:
             raise UserError("--ensemble needs --out DIR, the folder of the ensemble's scores")
-        said(ensemble.run(args.ensemble, args.out), args.out)
+        print(ensemble.summary_line(ensemble.run(args.ensemble, args.out), args.out))
         return
     if args.groups:  # checked before any work: a run's CI resamples its artists too
         read_groups_csv(args.groups)
@@ -160,30 +159,6 @@ def removed_if_failed(folder):
         if new and Path(folder).is_dir() and {p.name for p in Path(folder).iterdir()} <= FAILED_START:
             shutil.rmtree(folder, ignore_errors=True)
         raise
-
-
-def said(summary, out):
-    """Print an ensemble's result in one line: where it wrote, its clips, clip accuracy (with the
-    95% CI a run reports) and macro-F1; for experiments the mean ± std over runs and the pooled clips."""
-    out = Path(out)
-    if summary["n"] > 1:
-        line = (f"{summary['n']} runs, test clip accuracy {summary['test_clip_accuracy_mean']:.3f} ± "
-                f"{summary['test_clip_accuracy_std']:.3f}, macro-F1 {summary['test_macro_f1_mean']:.3f} ± "
-                f"{summary['test_macro_f1_std']:.3f}")
-        pooled = summary.get("pooled")
-        if pooled:
-            lo, hi = pooled["ci95"]
-            line += (f"; pooled over its {pooled['clips']} clips {pooled['test_clip_accuracy']:.3f} (95% CI {lo:.3f}-"
-                     f"{hi:.3f}, bootstrap over {over(pooled['resampled'], pooled['artists'])})")
-    else:
-        row = summary["runs"][0]
-        lo, hi = row["test_clip_accuracy_ci95"]
-        groups = json.loads((out / row["run"] / "predictions.json" if (out / row["run"]).is_dir() else
-                             out / "predictions.json").read_text()).get("groups")
-        line = (f"{row['test_clips']} clips, test clip accuracy {row['test_clip_accuracy']:.3f} (95% CI {lo:.3f}-{hi:.3f}, "
-                f"bootstrap over {over(row['test_ci_resampled'], row['test_artists'], groups)}), macro-F1 "
-                f"{row['test_macro_f1']:.3f}")
-    print(f"ensemble -> {out}: {line} (table: {out / 'results.md'})")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import numpy as np
 
 from .errors import UserError
 from .io import write_json
+from .stats import over
 
 NAME = "ensemble.json"
 
@@ -154,3 +155,27 @@ def _kind(runs):
         return "a run"
     names = list(runs)
     return f"an experiment of runs {', '.join(names[:3])}{'...' if len(names) > 3 else ''}"
+
+
+def summary_line(summary, out):
+    """An ensemble's result (run's summary) in one line: where it wrote, its clips, clip accuracy (with the
+    95% CI a run reports) and macro-F1; for experiments the mean ± std over runs and the pooled clips."""
+    out = Path(out)
+    if summary["n"] > 1:
+        line = (f"{summary['n']} runs, test clip accuracy {summary['test_clip_accuracy_mean']:.3f} ± "
+                f"{summary['test_clip_accuracy_std']:.3f}, macro-F1 {summary['test_macro_f1_mean']:.3f} ± "
+                f"{summary['test_macro_f1_std']:.3f}")
+        pooled = summary.get("pooled")
+        if pooled:
+            lo, hi = pooled["ci95"]
+            line += (f"; pooled over its {pooled['clips']} clips {pooled['test_clip_accuracy']:.3f} (95% CI {lo:.3f}-"
+                     f"{hi:.3f}, bootstrap over {over(pooled['resampled'], pooled['artists'])})")
+    else:
+        row = summary["runs"][0]
+        lo, hi = row["test_clip_accuracy_ci95"]
+        groups = json.loads((out / row["run"] / "predictions.json" if (out / row["run"]).is_dir() else
+                             out / "predictions.json").read_text()).get("groups")
+        line = (f"{row['test_clips']} clips, test clip accuracy {row['test_clip_accuracy']:.3f} (95% CI {lo:.3f}-{hi:.3f}, "
+                f"bootstrap over {over(row['test_ci_resampled'], row['test_artists'], groups)}), macro-F1 "
+                f"{row['test_macro_f1']:.3f}")
+    return f"ensemble -> {out}: {line} (table: {out / 'results.md'})"
