@@ -12,7 +12,8 @@ from genreclf.errors import UserError
 from genreclf.experiment import check_new_folder, dataset_command, shared_artists
 from genreclf.featurizers import FEATURIZERS
 from genreclf.train import TrainConfig
-from main import removed_if_failed, said
+from genreclf.ensemble import summary_line
+from main import removed_if_failed
 
 
 @pytest.mark.parametrize("files, words", [
@@ -104,12 +105,11 @@ def test_test_clips_sharing_an_artist_with_training_are_counted(tmp_path):
     assert shared_artists(predictions, ["a/2"], groups) == 0
 
 
-def test_an_ensemble_prints_where_it_wrote_and_what_it_scored(tmp_path, capsys):
+def test_an_ensemble_says_where_it_wrote_and_what_it_scored(tmp_path):
     (tmp_path / "predictions.json").write_text(json.dumps({"groups": ["x", "y"]}))
     row = {"run": "ens", "test_clips": 2, "test_clip_accuracy": 0.5, "test_clip_accuracy_ci95": [0.0, 1.0],
            "test_ci_resampled": "clips", "test_artists": None, "test_macro_f1": 0.333}
-    said({"n": 1, "runs": [row]}, tmp_path)
-    out = capsys.readouterr().out
+    out = summary_line({"n": 1, "runs": [row]}, tmp_path)
     assert str(tmp_path) in out and "2 clips, test clip accuracy 0.500 (95% CI 0.000-1.000" in out
     assert "2 artists (each test clip its own artist)" in out and "macro-F1 0.333" in out
 
