@@ -82,7 +82,11 @@ def fit(cfg, data, run_dir, resume=False):
     describe = {"model": cfg.model, "kwargs": kwargs, "features": data.features, "genres": data.genres,
                 "config": asdict(cfg)}
     if hasattr(model, "fit_sklearn"):  # the classic heads: one scikit-learn fit instead of SGD
-        return classic.fit(cfg, model, data, run_dir, device, describe, rank)
+        state = classic.fit(cfg, model, data, device)
+        if rank == 0:
+            checkpoint.save(run_dir / "best.pt", **describe, state=model.state_dict(), epoch=1, val=state["history"][0])
+            checkpoint.save(run_dir / "last.pt", **describe, state=model.state_dict(), train_state=state)
+        return state
     return Trainer(cfg, data, run_dir, model, device, describe).run(resume)
 
 

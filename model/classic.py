@@ -215,11 +215,11 @@ class MusicnnLogReg(LogRegClassifier):
     features = MusicnnSVM.features
 
 
-def fit(cfg, model, data, run_dir, device, describe, rank=0):
+def fit(cfg, model, data, device):
     """train.fit for a classic head: one scikit-learn fit on the features of every training
-    segment, deterministic for cfg.seed, scored on val like an epoch, saved as best.pt and last.pt
-    (a plain state dict). A --resume refits, which gives the same numbers. Returns the training state."""
-    from genreclf import checkpoint
+    segment, deterministic for cfg.seed, scored on val like an epoch. Returns the training state
+    (one epoch in its history); train.fit saves the model as best.pt and last.pt, a plain state
+    dict. A --resume refits, which gives the same numbers."""
     from genreclf.data import batches
     from genreclf.metrics import predict_segments, score
 
@@ -238,8 +238,4 @@ def fit(cfg, model, data, run_dir, device, describe, rank=0):
               "val_loss": val_loss, "val_clip_accuracy": val["clip_accuracy"],
               "val_segment_accuracy": val["segment_accuracy"], "lr": None,  # no learning rate: left empty
               "seconds": round(time.monotonic() - start, 3)}
-    state = {"epoch": 1, "best": val["clip_accuracy"], "best_loss": val_loss, "bad_epochs": 0, "history": [record]}
-    if rank == 0:
-        checkpoint.save(run_dir / "best.pt", **describe, state=model.state_dict(), epoch=1, val=record)
-        checkpoint.save(run_dir / "last.pt", **describe, state=model.state_dict(), train_state=state)
-    return state
+    return {"epoch": 1, "best": val["clip_accuracy"], "best_loss": val_loss, "bad_epochs": 0, "history": [record]}
