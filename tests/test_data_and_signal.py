@@ -147,7 +147,7 @@ def test_a_file_of_only_silence_and_offset_is_one_error(classifier, wav_factory)
 
 @needs_shared
 def test_shipped_model_ignores_dc_and_a_minute_of_silence(tmp_path):
-    """metal.00000 (0.93 metal for the shipped model): +-0.4 DC and 60 s of digital silence before
+    """metal.00000 (0.999 metal for the shipped model): +-0.4 DC and 60 s of digital silence before
     or after leave the top-1 and move the metal probability by at most 0.02."""
     from genreclf import checkpoint, pretrained
 
