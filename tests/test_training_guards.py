@@ -186,6 +186,8 @@ def test_a_ctrl_c_lost_in_a_finalizer_still_stops_the_loop():
         import os, signal
         from genreclf.errors import raise_lost_ctrl_c, run_cli
 
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # pytest-xdist's workers pass on SIG_IGN
+
         class Finalized:
             def __del__(self):
                 os.kill(os.getpid(), signal.SIGINT)  # the signal arrives while a finalizer runs
