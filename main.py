@@ -94,9 +94,9 @@ def main():
     do_train = args.do_train or not args.do_test
     if not do_train:  # test only: the checkpoint says which model, hence which caches
         run_dir = Path(args.out) if args.out else newest_run(cfg.model)
-        if run_dir is not None and not (run_dir / "best.pt").exists() and _diverged(run_dir):
-            raise UserError(f"{run_dir}: the run diverged, so it has no best.pt to test: {_diverged(run_dir)}, "
-                            f"into another --out")
+        why = checkpoint.diverged_message(run_dir) if run_dir is not None and not (run_dir / "best.pt").exists() else ""
+        if why:
+            raise UserError(f"{run_dir}: the run diverged, so it has no best.pt to test: {why}, into another --out")
         if run_dir is None or not (run_dir / "best.pt").exists():
             raise UserError(f"--do_test needs a trained checkpoint: none at {run_dir or f'runs/{cfg.model}-*'}/best.pt "
                             f"(train one first, or pass --out RUN_DIR)")
@@ -133,14 +133,6 @@ def diverged(metrics):
     if metrics.get("diverged"):
         raise UserError(metrics["diverged_message"])
     return metrics
-
-
-def _diverged(run_dir):
-    """The diverged_message of a run folder's metrics.json, or "" for a run that did not diverge."""
-    try:
-        return json.loads((Path(run_dir) / "metrics.json").read_text()).get("diverged_message", "")
-    except (OSError, ValueError):  # none, or unreadable: the checkpoint error below says what is missing
-        return ""
 
 
 # what a start that failed before its first epoch leaves in a folder it made

@@ -135,3 +135,15 @@ def newest_run(model=None, root="runs"):
     runs = sorted(Path(root).glob("*/best.pt"), key=lambda p: p.stat().st_mtime)
     runs = [p for p in runs if model is None or run_model(p.parent) == model]
     return runs[-1].parent if runs else None
+
+
+def diverged_message(run_dir):
+    """The diverged_message of a run folder's metrics.json (experiment.diverged_fields), or "" for a
+    run that did not diverge or has no readable metrics.json."""
+    import json
+
+    try:
+        metrics = json.loads((Path(run_dir) / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    return (metrics.get("diverged_message") or "diverged") if isinstance(metrics, dict) and metrics.get("diverged") else ""

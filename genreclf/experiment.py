@@ -217,14 +217,6 @@ def run(cfg, caches, run_dir, do_train=True, do_test=True, resume=False, assignm
     return metrics
 
 
-def _text(path):
-    """A small file's text, or "" when it is missing or unreadable."""
-    try:
-        return Path(path).read_text()
-    except (OSError, UnicodeDecodeError):
-        return ""
-
-
 def shared_artists(predictions, train_ids, groups_file=None):
     """How many test clips (predictions, with groups) have a known artist that training clips
     `train_ids` have too (groups.groups_for): artist overlap that makes test accuracy optimistic."""
@@ -263,7 +255,7 @@ def check_new_folder(folder):
     found = [name for name in RUN_FILES + ("results.json",) if (folder / name).exists()]
     if not found:
         return
-    if "best.pt" not in found and '"diverged": true' in _text(folder / "metrics.json"):
+    if "best.pt" not in found and checkpoint.diverged_message(folder):
         raise UserError(f"{folder}: holds a run that diverged (see its metrics.json): train into another --out "
                         f"with a lower --lr (or delete the folder)")
     raise UserError(f"{folder}: holds a run already (its {found[0]}): continue it with main.py --resume {folder}, "

@@ -73,6 +73,7 @@ def _not_a_run(folder):
     run folder at all."""
     import json
 
+    from . import checkpoint
     from .ensemble import NAME as ENSEMBLE
 
     if (folder / ENSEMBLE).is_file():
@@ -82,11 +83,7 @@ def _not_a_run(folder):
             members = []
         such = f", such as {members[0]}" if members else ""
         return f"an ensemble, which has no single model predict.py can run: pass one of its members{such}"
-    try:
-        diverged = json.loads((folder / "metrics.json").read_text(encoding="utf-8")).get("diverged")
-    except (OSError, ValueError, AttributeError):
-        diverged = False
-    if diverged:
+    if checkpoint.diverged_message(folder):
         return "this run diverged and kept no model (no best.pt): retrain it with a lower --lr"
     runs_inside = sorted(p.parent.name for p in folder.glob("*/best.pt"))
     hint = f" (an experiment: pass one of its runs, such as {folder / runs_inside[0]})" if runs_inside else ""
